@@ -1,0 +1,41 @@
+# moby-agent. `make test` is the README's test command; see README.md.
+PREFIX    ?= /usr
+DESTDIR   ?=
+LIBDIR    ?= $(PREFIX)/lib/moby-agent
+
+
+
+AGENT_SOURCES := $(wildcard agent/*.py)
+
+.PHONY: all test lint install bench demo clean
+
+all: test
+
+test:
+	sh tests/run-all
+
+# Lint alone (the test command runs it too).
+lint:
+	venv=$$(sh tests/tools/setup) && $$venv/bin/ruff check agent tests bench && $$venv/bin/mypy
+
+demo:
+	sh tests/demo
+
+# The layout an image build uses: the package in a private directory, a
+# wrapper on PATH, the OpenRC scripts and a commented default config.
+install:
+	install -d $(DESTDIR)$(LIBDIR)/agent
+	install -m 0644 $(AGENT_SOURCES) $(DESTDIR)$(LIBDIR)/agent/
+	install -D -m 0755 packaging/moby-agent.sh $(DESTDIR)$(PREFIX)/bin/moby-agent
+	install -D -m 0755 openrc/moby-agent $(DESTDIR)/etc/init.d/moby-agent
+	install -D -m 0644 openrc/moby-agent.confd $(DESTDIR)/etc/conf.d/moby-agent
+	install -D -m 0755 openrc/hv_kvp_daemon $(DESTDIR)/etc/init.d/hv_kvp_daemon
+	install -D -m 0644 openrc/hv_kvp_daemon.confd $(DESTDIR)/etc/conf.d/hv_kvp_daemon
+	install -D -m 0644 packaging/agent.toml $(DESTDIR)/etc/moby-agent/agent.toml
+
+bench:
+	@venv=$$(sh tests/tools/setup) && for b in bench/*.py; do \
+	  echo "== $$b"; PYTHONPATH=$(CURDIR) $$venv/bin/python $$b || exit 1; done
+
+clean:
+	rm -rf build dist *.egg-info

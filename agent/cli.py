@@ -1,0 +1,202 @@
+"""moby-agent's command line: argument parsing and wiring only."""
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from typing import List, Optional
+
+from agent import __version__, config, kvp
+from agent.system import pid_alive, read_text, under
+
+log = logging.getLogger("moby-agent")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="moby-agent", description="The guest agent of the Docker for Windows VM.")
+    p.add_argument("--version", action="version", version=f"moby-agent {__version__}")
+    p.add_argument("--root", default="/", help="resolve every absolute path under DIR (default /)")
+    p.add_argument("--config", default=config.DEFAULT_PATH, help=f"the agent's config (default {config.DEFAULT_PATH})")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    run = sub.add_parser("run", help="run the agent in the foreground")
+    run.add_argument("--once", action="store_true", help="run one pass and exit (non-zero if an action failed)")
+
+    plan = sub.add_parser("plan", help="observe and plan; print the actions without applying them")
+    plan.add_argument("--json", action="store_true")
+
+    st = sub.add_parser("status", help="what the running agent reports")
+    st.add_argument("--json", action="store_true")
+
+    health = sub.add_parser("health", help="ask the running agent's loop for a heartbeat (the OpenRC healthcheck)")
+    health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+
+    kv = sub.add_parser("kvp", help="read and write KVP pool items")
+    kvs = kv.add_subparsers(dest="kvp_command", metavar="SUBCOMMAND")
+    kvs.required = True
+    dump = kvs.add_parser("dump", help="the items of a pool, in file order")
+    dump.add_argument("--pool", type=int, default=0)
+    dump.add_argument("--json", action="store_true")
+    dump.add_argument("--show-secrets", action="store_true", help="show passwords instead of ***")
+    get = kvs.add_parser("get", help="one item's value")
+    get.add_argument("key")
+    get.add_argument("--pool", type=int, default=0)
+    get.add_argument("--show-secrets", action="store_true")
+    put = kvs.add_parser("set", help=f"set an item in pool {kvp.GUEST_POOL} (the guest's pool)")
+    put.add_argument("key")
+    put.add_argument("value")
+    put.add_argument("--pool", type=int, default=kvp.GUEST_POOL)
+    delete = kvs.add_parser("delete", help=f"delete an item from pool {kvp.GUEST_POOL}")
+    delete.add_argument("key")
+    delete.add_argument("--pool", type=int, default=kvp.GUEST_POOL)
+    return p
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=level.upper(),
+        format="%(asctime)s moby-agent %(levelname)s: %(message)s",
+        datefmt="%Y-%m-%dT%H:%M:%S",
+    )
+
+
+def _print_items(items: List[kvp.Item], as_json: bool, show_secrets: bool) -> None:
+    from agent.shares import redact_item
+
+    shown = [(k, v if show_secrets else redact_item(k, v)) for k, v in items]
+    if as_json:
+        print(json.dumps([{"key": k, "value": v} for k, v in shown], indent=1, ensure_ascii=False))
+    else:
+        for k, v in shown:
+            print(f"{k}={v.encode('unicode_escape').decode('ascii') if not v.isprintable() else v}")
+
+
+def _cmd_kvp(args: argparse.Namespace, settings: config.Settings) -> int:
+    pool_dir = under(args.root, settings.kvp.pool_dir)
+    path = kvp.pool_path(pool_dir, args.pool)
+    if args.kvp_command in ("dump", "get"):
+        pool = kvp.read_pool(path)
+        for warning in pool.warnings:
+            print(f"moby-agent: {path}: {warning}", file=sys.stderr)
+        if args.kvp_command == "dump":
+            _print_items(list(pool.items), args.json, args.show_secrets)
+            return 0
+        value = pool.get(args.key)
+        if value is None:
+            print(f"moby-agent: no item {args.key!r} in pool {args.pool}", file=sys.stderr)
+            return 1
+        from agent.shares import redact_item
+
+        print(value if args.show_secrets else redact_item(args.key, value))
+        return 0
+    if not os.path.isdir(pool_dir):
+        print(f"moby-agent: pool directory {pool_dir} does not exist; is hv_kvp_daemon running?", file=sys.stderr)
+        return 1
+    change = {args.key: args.value if args.kvp_command == "set" else None}
+    kvp.write_guest_items(pool_dir, args.pool, change)
+    return 0
+
+
+def _cmd_plan(args: argparse.Namespace, settings: config.Settings) -> int:
+    from agent import reconcile
+
+    plan = reconcile.plan(reconcile.observe(settings, args.root, None))
+    if args.json:
+        print(json.dumps(plan.as_dict(), indent=1, ensure_ascii=False))
+        return 0
+    for action in plan.actions:
+        fields = {k: v for k, v in action.as_dict().items() if k != "action"}
+        print(action.name(), " ".join(f"{k}={v}" for k, v in fields.items()))
+    for problem in plan.problems:
+        print(f"problem: {problem}")
+    if not plan.actions and not plan.problems:
+        print("nothing to do")
+    return 0
+
+
+def _read_status(args: argparse.Namespace, settings: config.Settings) -> Optional[dict]:
+    text = read_text(under(args.root, settings.status.file))
+    if text is None:
+        return None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
+    from agent import status
+
+    doc = _read_status(args, settings)
+    if doc is None:
+        print(f"moby-agent is not running (no status in {settings.status.file})", file=sys.stderr)
+        return 1
+    alive = doc.get("state") != "stopped" and isinstance(doc.get("pid"), int) and pid_alive(doc["pid"])
+    text, code = status.describe(doc, alive)
+    print(json.dumps(doc, indent=2, sort_keys=True) if args.json else text)
+    return code
+
+
+def _cmd_health(args: argparse.Namespace, settings: config.Settings) -> int:
+    doc = _read_status(args, settings)
+    if doc is None or not isinstance(doc.get("pid"), int) or doc.get("state") == "stopped":
+        print("moby-agent health: no running agent in the status file", file=sys.stderr)
+        return 1
+    before = doc.get("heartbeat")
+    try:
+        os.kill(doc["pid"], signal.SIGUSR1)
+    except ProcessLookupError:
+        print(f"moby-agent health: pid {doc['pid']} is not running", file=sys.stderr)
+        return 1
+    deadline = time.monotonic() + args.timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        doc = _read_status(args, settings)
+        if doc is not None and doc.get("heartbeat") != before:
+            return 0
+    print(f"moby-agent health: the loop did not answer within {args.timeout:g} s (stuck?)", file=sys.stderr)
+    return 1
+
+
+def _cmd_run(args: argparse.Namespace, settings: config.Settings, config_path: str, explicit: bool) -> int:
+    from agent.daemon import Agent
+
+    agent = Agent(settings, args.root, lambda: config.load(config_path, required=explicit))
+    if args.once:
+        return 0 if agent.run_pass() else 1
+    return agent.run()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    explicit = args.config != config.DEFAULT_PATH
+    config_path = under(args.root, args.config)
+    try:
+        settings = config.load(config_path, required=explicit)
+    except config.ConfigError as exc:
+        print(f"moby-agent: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    try:
+        if args.command == "run":
+            return _cmd_run(args, settings, config_path, explicit)
+        if args.command == "kvp":
+            return _cmd_kvp(args, settings)
+        if args.command == "plan":
+            return _cmd_plan(args, settings)
+        if args.command == "status":
+            return _cmd_status(args, settings)
+        if args.command == "health":
+            return _cmd_health(args, settings)
+    except kvp.KvpError as exc:
+        print(f"moby-agent: {exc}; nothing was written", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        return 0
+    raise AssertionError(args.command)

@@ -1,0 +1,184 @@
+"""Hyper-V KVP pool files, read and written exactly as hv_kvp_daemon does.
+
+A pool file is an array of records: 512 bytes of key, then 2048 bytes of
+value, each NUL-terminated UTF-8; bytes after the first NUL are garbage left
+by earlier values. The daemon holds a whole-file fcntl record lock for every
+operation and rewrites the file in place (truncate, write), so readers take a
+shared lock of the same kind and writers an exclusive one.
+"""
+
+import errno
+import fcntl
+import os
+from dataclasses import dataclass
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+
+KEY_SIZE = 512
+VALUE_SIZE = 2048
+RECORD_SIZE = KEY_SIZE + VALUE_SIZE
+POOL_COUNT = 5
+GUEST_POOL = 1
+POOL_NAMES = ("external", "guest", "auto", "auto_external", "auto_internal")
+
+Item = Tuple[str, str]
+
+
+class KvpError(Exception):
+    """An item that cannot be written, or a pool file that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The items of one pool file in file order, and what was odd about it."""
+
+    items: Tuple[Item, ...]
+    warnings: Tuple[str, ...] = ()
+
+    def get(self, key: str) -> Optional[str]:
+        for k, v in self.items:
+            if k == key:
+                return v
+        return None
+
+    def as_dict(self) -> Dict[str, str]:
+        return dict(self.items)
+
+
+def pool_path(pool_dir: str, pool: int) -> str:
+    if not 0 <= pool < POOL_COUNT:
+        raise KvpError(f"pool {pool} does not exist (pools are 0 to {POOL_COUNT - 1})")
+    return os.path.join(pool_dir, f".kvp_pool_{pool}")
+
+
+def _field(data: bytes, start: int, size: int, what: str, index: int, warnings: List[str]) -> str:
+    end = data.find(b"\0", start, start + size)
+    if end < 0:
+        end = start + size
+    raw = data[start:end]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        warnings.append(f"record {index}: {what} is not valid UTF-8; undecodable bytes replaced")
+        return raw.decode("utf-8", "replace")
+
+
+def decode(data: bytes) -> Pool:
+    """Decode the bytes of a pool file. Never raises on any input."""
+    warnings: List[str] = []
+    count, extra = divmod(len(data), RECORD_SIZE)
+    if extra:
+        warnings.append(
+            f"trailing partial record of {extra} bytes ignored "
+            f"(file size {len(data)} is not a multiple of {RECORD_SIZE})"
+        )
+    items: Dict[str, str] = {}
+    for index in range(count):
+        base = index * RECORD_SIZE
+        key = _field(data, base, KEY_SIZE, "key", index, warnings)
+        if not key:
+            warnings.append(f"record {index}: empty key, record ignored")
+            continue
+        if key in items:
+            warnings.append(f"record {index}: key {key!r} repeated, the last record wins")
+        items[key] = _field(data, base + KEY_SIZE, VALUE_SIZE, "value", index, warnings)
+    return Pool(tuple(items.items()), tuple(warnings))
+
+
+def check_item(key: str, value: str) -> Tuple[bytes, bytes]:
+    """The encoded key and value, or KvpError saying why they cannot be stored."""
+    if not key:
+        raise KvpError("key is empty")
+    try:
+        k = key.encode("utf-8", "strict")
+        v = value.encode("utf-8", "strict")
+    except UnicodeEncodeError:
+        raise KvpError(f"key {key!r}: not encodable as UTF-8") from None
+    if b"\0" in k or b"\0" in v:
+        raise KvpError(f"key {key!r}: NUL characters cannot be stored")
+    if len(k) > KEY_SIZE - 1:
+        raise KvpError(f"key {key[:40]!r}...: {len(k)} UTF-8 bytes, at most {KEY_SIZE - 1} fit")
+    if len(v) > VALUE_SIZE - 1:
+        raise KvpError(f"key {key!r}: value of {len(v)} UTF-8 bytes, at most {VALUE_SIZE - 1} fit")
+    return k, v
+
+
+def encode(items: Iterable[Item]) -> bytes:
+    """Encode items as the daemon writes them (NUL-padded records)."""
+    out = bytearray()
+    for key, value in items:
+        k, v = check_item(key, value)
+        out += k.ljust(KEY_SIZE, b"\0") + v.ljust(VALUE_SIZE, b"\0")
+    return bytes(out)
+
+
+def _read_all(fd: int) -> bytes:
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks: List[bytes] = []
+    while True:
+        chunk = os.read(fd, 1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def read_pool(path: str) -> Pool:
+    """Read a pool file under a shared fcntl lock. A missing file is empty."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return Pool(())
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_SH)
+        return decode(_read_all(fd))
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def update_pool(path: str, changes: Mapping[str, Optional[str]]) -> bool:
+    """Set (value) or delete (None) items of a pool file, read-modify-write
+    under an exclusive lock, rewriting the whole file in place as the daemon
+    does. Every item is checked before anything is written. Returns whether
+    the file changed.
+    """
+    for key, value in changes.items():
+        if value is not None:
+            check_item(key, value)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise KvpError(f"{path}: cannot open for writing: {exc.strerror}") from None
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX)
+        current = decode(_read_all(fd))
+        items = dict(current.items)
+        for key, value in changes.items():
+            if value is None:
+                items.pop(key, None)
+            else:
+                items[key] = value
+        data = encode(items.items())
+        if data == encode(current.items) and not current.warnings:
+            return False
+        os.ftruncate(fd, 0)
+        view = memoryview(data)
+        offset = 0
+        while offset < len(data):
+            offset += os.pwrite(fd, view[offset:], offset)
+        os.fsync(fd)
+        return True
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise KvpError(f"{path}: no space left; the pool may be truncated") from None
+        raise KvpError(f"{path}: write failed: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def write_guest_items(pool_dir: str, pool: int, changes: Mapping[str, Optional[str]]) -> bool:
+    """update_pool for the guest pool only; the other pools belong to the
+    host and the daemon."""
+    if pool != GUEST_POOL:
+        raise KvpError(
+            f"pool {pool} is written by the host and hv_kvp_daemon; the guest writes pool {GUEST_POOL} only"
+        )
+    return update_pool(pool_path(pool_dir, pool), changes)

@@ -1,0 +1,98 @@
+"""What the agent reports: the status file, and items in KVP pool 1.
+
+The status file is rewritten atomically after every pass; it never holds a
+secret. The guest pool carries a few items the Windows host can read
+(GuestExchangeItems); they are rewritten only when they change.
+"""
+
+import json
+import time
+from typing import Any, Dict, Mapping, Optional, Tuple
+
+from agent import __version__, kvp
+
+CAPABILITIES = ("pool", "shares", "database", "docker_config", "network")
+STATES = ("ok", "waiting", "warning", "error", "inactive")
+GUEST_PREFIX = "moby-agent."
+
+
+def now_iso(t: Optional[float] = None) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
+
+
+def capability(state: str, last_action: Optional[str] = None, last_error: Optional[str] = None) -> Dict[str, Any]:
+    assert state in STATES, state
+    return {"state": state, "last_action": last_action, "last_error": last_error}
+
+
+def overall(capabilities: Mapping[str, Mapping[str, Any]]) -> str:
+    failing = sorted(name for name, cap in capabilities.items() if cap["state"] == "error")
+    return "degraded: " + ", ".join(failing) if failing else "running"
+
+
+def document(
+    *,
+    pid: int,
+    started: float,
+    passes: int,
+    last_pass: Optional[Dict[str, Any]],
+    capabilities: Mapping[str, Mapping[str, Any]],
+    heartbeat: float,
+    state: Optional[str] = None,
+) -> Dict[str, Any]:
+    return {
+        "version": __version__,
+        "pid": pid,
+        "started": now_iso(started),
+        "state": state or overall(capabilities),
+        "passes": passes,
+        "last_pass": last_pass,
+        "heartbeat": heartbeat,
+        "capabilities": {name: dict(capabilities[name]) for name in CAPABILITIES if name in capabilities},
+    }
+
+
+def encode(doc: Mapping[str, Any]) -> bytes:
+    return (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()
+
+
+def guest_items(doc: Mapping[str, Any]) -> Dict[str, str]:
+    """The items the host should see in pool 1, without secrets."""
+    items = {GUEST_PREFIX + "state": str(doc["state"]), GUEST_PREFIX + "version": str(doc["version"])}
+    for share, state in sorted((doc.get("shares") or {}).items()):
+        items[GUEST_PREFIX + "share." + share] = state
+    return items
+
+
+def guest_changes(current: kvp.Pool, wanted: Mapping[str, str]) -> Dict[str, Optional[str]]:
+    """The writes that make pool 1's moby-agent.* items equal to `wanted`;
+    empty when they already are (so nothing is rewritten per pass)."""
+    have = {k: v for k, v in current.items if k.startswith(GUEST_PREFIX)}
+    changes: Dict[str, Optional[str]] = {k: v for k, v in wanted.items() if have.get(k) != v}
+    changes.update({k: None for k in have if k not in wanted})
+    return changes
+
+
+def describe(doc: Mapping[str, Any], alive: bool) -> Tuple[str, int]:
+    """A person's view of a status document, and the exit code of
+    `moby-agent status`: 0 running and no capability in error, 1 otherwise."""
+    lines = [
+        f"moby-agent {doc.get('version')}: {doc.get('state')}"
+        + ("" if alive else f" (but pid {doc.get('pid')} is not running)"),
+        f"  pid {doc.get('pid')}, started {doc.get('started')}, {doc.get('passes')} passes",
+    ]
+    last = doc.get("last_pass")
+    if last:
+        lines.append(f"  last pass {last.get('time')}, {last.get('duration_ms')} ms")
+    code = 0 if alive else 1
+    for name, cap in (doc.get("capabilities") or {}).items():
+        line = f"  {name:<14} {cap.get('state')}"
+        if cap.get("last_action"):
+            line += f"; {cap['last_action']}"
+        if cap.get("last_error"):
+            label = "error" if cap.get("state") == "error" else "note"
+            line += f"; {label}: {cap['last_error']}"
+        if cap.get("state") == "error":
+            code = 1
+        lines.append(line)
+    return "\n".join(lines), code

@@ -1,0 +1,78 @@
+"""The OS boundary: paths under --root, atomic file writes, processes."""
+
+import os
+import tempfile
+from typing import List, Optional
+
+
+def under(root: str, path: str) -> str:
+    """`path` (absolute, as the guest sees it) resolved under `root`."""
+    if root in ("", "/"):
+        return path
+    return os.path.join(root, path.lstrip("/"))
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` with `data` so that a reader, or a crash at any point,
+    sees either the old file or the new one: a temporary file in the same
+    directory, fsync, rename, fsync of the directory."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.rename(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def read_text(path: str) -> Optional[str]:
+    """The file's text, or None when it does not exist."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def processes_named(root: str, name: str) -> List[int]:
+    """Pids whose /proc/PID/comm is `name`."""
+    proc = under(root, "/proc")
+    found: List[int] = []
+    try:
+        entries = os.listdir(proc)
+    except FileNotFoundError:
+        return found
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        comm = read_text(os.path.join(proc, entry, "comm"))
+        if comm is not None and comm.strip() == name[:15]:
+            found.append(int(entry))
+    return found

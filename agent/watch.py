@@ -1,0 +1,112 @@
+"""Watching the KVP pool directory with inotify.
+
+hv_kvp_daemon's init script deletes and recreates the pool directory, so the
+directory's inode cannot be trusted: while it exists we watch it, and while it
+does not we watch its nearest existing ancestor for its return. The agent
+blocks on fileno(); nothing wakes it while nothing changes.
+"""
+
+import os
+import select
+from typing import Optional
+
+from inotify_simple import INotify, flags
+
+# What a pool change looks like: the daemon truncates, writes and closes the
+# file (fopen "w"), or the file or directory comes and goes.
+_DIR_MASK = (
+    flags.CLOSE_WRITE
+    | flags.MOVED_TO
+    | flags.MOVED_FROM
+    | flags.DELETE
+    | flags.CREATE
+    | flags.DELETE_SELF
+    | flags.MOVE_SELF
+    | flags.ONLYDIR
+)
+_ANCESTOR_MASK = flags.CREATE | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF | flags.ONLYDIR
+POOL_PREFIX = ".kvp_pool_"
+
+
+class PoolWatcher:
+    """Tells the loop when a pool file may have changed."""
+
+    def __init__(self, pool_dir: str) -> None:
+        self.pool_dir = os.path.normpath(pool_dir)
+        self._inotify = INotify(nonblocking=True)
+        self._wd: Optional[int] = None
+        self._watching: Optional[str] = None
+        self.overflows = 0
+        self._arm()
+
+    def fileno(self) -> int:
+        return self._inotify.fileno()
+
+    def close(self) -> None:
+        self._inotify.close()
+
+    @property
+    def watching(self) -> Optional[str]:
+        """The path watched now: the pool directory or an ancestor."""
+        return self._watching
+
+    def _arm(self) -> None:
+        """Watch the pool directory if it exists, else its nearest ancestor."""
+        if self._wd is not None:
+            try:
+                self._inotify.rm_watch(self._wd)
+            except OSError:
+                pass  # already gone with its directory
+            self._wd = None
+        path = self.pool_dir
+        mask = _DIR_MASK
+        while True:
+            try:
+                self._wd = self._inotify.add_watch(path, mask)
+                self._watching = path
+                return
+            except (FileNotFoundError, NotADirectoryError):
+                parent = os.path.dirname(path)
+                if parent == path:
+                    raise
+                path, mask = parent, _ANCESTOR_MASK
+
+    def read(self) -> bool:
+        """Drain pending events; True if anything relevant happened (a full
+        pass is due). Re-arms the watch when the directory came or went."""
+        relevant = False
+        rearm = False
+        for event in self._inotify.read(timeout=0):
+            if event.mask & flags.Q_OVERFLOW:
+                self.overflows += 1
+                relevant = rearm = True
+                continue
+            if event.wd != self._wd:
+                continue  # a watch we already removed
+            if event.mask & (flags.DELETE_SELF | flags.MOVE_SELF | flags.IGNORED):
+                relevant = rearm = True
+            elif self._watching == self.pool_dir:
+                if event.name.startswith(POOL_PREFIX):
+                    relevant = True
+            else:
+                # Something appeared in an ancestor: maybe the next step
+                # towards the pool directory. Re-arm and rescan.
+                rearm = True
+                relevant = True
+        if rearm:
+            self._arm()
+        return relevant
+
+    def wait(self, settle_ms: int) -> bool:
+        """After a wake-up, keep draining until the directory has been quiet
+        for settle_ms, so that a burst becomes one pass."""
+        relevant = self.read()
+        if settle_ms <= 0:
+            return relevant
+        poller = select.poll()
+        poller.register(self.fileno(), select.POLLIN)
+        rounds = 0
+        while poller.poll(settle_ms) and rounds < 50:
+            relevant = self.read() or relevant
+            rounds += 1
+        return relevant

@@ -1,0 +1,134 @@
+"""The project's OpenRC scripts under Debian's real OpenRC (supervise-daemon)."""
+
+import textwrap
+
+import pytest
+
+from tests.conftest import require_root
+from tests.integration.openrc_ns import Chroot, agent_pids, build_rootfs, make_install
+
+FAST = textwrap.dedent(
+    """\
+    respawn_delay=1
+    respawn_max=3
+    respawn_period=30
+    healthcheck_delay=2
+    healthcheck_timer=2
+    health_timeout=2
+    retry="TERM/2/KILL/2"
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def base():
+    require_root()
+    return build_rootfs()
+
+
+@pytest.fixture(scope="module")
+def stage(base, tmp_path_factory):
+    stage = tmp_path_factory.mktemp("stage")
+    make_install(stage)
+    with open(stage / "etc" / "conf.d" / "moby-agent", "a") as f:
+        f.write(FAST)
+    return stage
+
+
+@pytest.fixture
+def ch(base, stage, tmp_path):
+    ch = Chroot(base, stage, tmp_path / "ov")
+    ch.run("/bin/busybox", "syslogd", "-O", "/var/log/messages", check=True)
+    ch.run("rc-update", "add", "moby-agent", "default", check=True)
+    ch.run("rc-update", "add", "hv_kvp_daemon", "default", check=True)
+    yield ch
+    ch.close()
+
+
+def start(ch):
+    r = ch.run("rc-service", "moby-agent", "start")
+    assert r.returncode == 0, r.stdout + r.stderr
+    pid = ch.wait(lambda: agent_pids(ch), what="the agent process")[0]
+    ch.wait(lambda: status_pid(ch) == pid, what="the agent's first status")
+    return pid
+
+
+def status_pid(ch):
+    import json
+
+    text = ch.read("/run/moby-agent/status.json")
+    return json.loads(text)["pid"] if text else None
+
+
+def test_start_shows_started_and_status_works(ch):
+    pid = start(ch)
+    assert ch.service_state("moby-agent") == "started"
+    r = ch.run("rc-service", "moby-agent", "status")
+    assert r.returncode == 0 and "started" in r.stdout
+    r = ch.run("moby-agent", "status")
+    assert "moby-agent 0." in r.stdout and f"pid {pid}" in r.stdout
+
+
+def test_kill_9_respawns_and_never_shows_crashed(ch):
+    pid = start(ch)
+    ch.run("kill", "-9", str(pid), check=True)
+    seen = set()
+    new = ch.wait(lambda: [p for p in agent_pids(ch) if p != pid], what="a respawned agent")[0]
+    seen.add(ch.service_state("moby-agent"))
+    ch.wait(lambda: status_pid(ch) == new, what="the new agent's status")
+    seen.add(ch.service_state("moby-agent"))
+    assert seen == {"started"}
+
+
+def test_a_stuck_loop_is_caught_by_the_healthcheck(ch):
+    pid = start(ch)
+    ch.run("kill", "-STOP", str(pid), check=True)  # alive, but its loop is stuck
+    new = ch.wait(lambda: [p for p in agent_pids(ch) if p != pid], timeout=30, what="a restart")[0]
+    assert pid not in agent_pids(ch)
+    assert ch.service_state("moby-agent") == "started"
+    ch.wait(lambda: status_pid(ch) == new, what="the new agent's status")
+    assert "healthcheck failed" in (ch.read("/var/log/messages") or "")
+
+
+def test_reload_rereads_the_config(ch):
+    pid = start(ch)
+    ch.sh("echo 'log_level = \"debug\"' > /etc/moby-agent/agent.toml", check=True)
+    r = ch.run("rc-service", "moby-agent", "reload")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ch.wait(lambda: "reload: configuration re-read" in (ch.read("/var/log/moby-agent.log") or ""), what="the reload")
+    assert agent_pids(ch) == [pid]  # reloaded, not restarted
+
+
+def test_stop_leaves_no_process(ch):
+    start(ch)
+    r = ch.run("rc-service", "moby-agent", "stop")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert agent_pids(ch) == []
+    assert not [p for p, args in ch.processes() if "supervise-daemon" in args]
+    assert ch.service_state("moby-agent") == "stopped"
+    assert '"state": "stopped"' in (ch.read("/run/moby-agent/status.json") or "")
+
+
+def test_restart_gives_a_new_agent(ch):
+    pid = start(ch)
+    assert ch.run("rc-service", "moby-agent", "restart").returncode == 0
+    new = ch.wait(lambda: [p for p in agent_pids(ch) if p != pid], what="the restarted agent")
+    assert len(new) == 1 and ch.service_state("moby-agent") == "started"
+
+
+def test_hv_kvp_daemon_without_vmbus_is_stopped_not_crashed(ch):
+    r = ch.run("rc-service", "hv_kvp_daemon", "start")
+    assert r.returncode != 0
+    assert "no VMBus KVP device /dev/vmbus/hv_kvp" in r.stdout + r.stderr
+    assert ch.service_state("hv_kvp_daemon") == "stopped"
+    assert not [p for p, args in ch.processes() if "hv_kvp_daemon" in args]
+
+
+def test_a_crash_loop_ends_failed_with_a_message(ch):
+    ch.sh("echo 'broken = true' > /etc/moby-agent/agent.toml", check=True)
+    ch.run("rc-service", "moby-agent", "start")
+    ch.wait(lambda: ch.service_state("moby-agent") == "failed", timeout=30, what="the service to fail")
+    assert agent_pids(ch) == []
+    messages = ch.read("/var/log/messages") or ""
+    assert 'respawned "/usr/bin/moby-agent" too many times, exiting' in messages
+    assert "unknown key 'broken'" in (ch.read("/var/log/moby-agent.log") or "")

@@ -1,0 +1,175 @@
+"""Pool files with real processes: locks, torn writes, inotify, the loop."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agent import kvp
+from tests.integration.agentproc import AgentProcess
+
+WRITER = Path(__file__).with_name("writer.py")
+
+
+def writer(path, *args, **kw):
+    return subprocess.Popen([sys.executable, str(WRITER), str(path), *args], text=True, **kw)
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "var" / "lib" / "hyperv").mkdir(parents=True)
+    return tmp_path
+
+
+def pool0(root):
+    return root / "var" / "lib" / "hyperv" / ".kvp_pool_0"
+
+
+def test_read_waits_for_a_writer_holding_the_lock(tmp_path):
+    path = tmp_path / ".kvp_pool_0"
+    path.write_bytes(kvp.encode([("old", "1")]))
+    w = writer(path, "hold", "0.5", "new=2", "more=3", stdout=subprocess.PIPE)
+    assert w.stdout.readline().strip() == "locked"  # half a file is on disk now
+    t0 = time.monotonic()
+    pool = kvp.read_pool(str(path))
+    waited = time.monotonic() - t0
+    assert w.wait(5) == 0
+    assert pool.items == (("new", "2"), ("more", "3"))
+    assert pool.warnings == ()
+    assert waited > 0.2
+
+
+def test_reads_during_rewrites_see_whole_old_or_new_sets(tmp_path):
+    from tests.integration.writer import SET_A, SET_B
+
+    path = tmp_path / ".kvp_pool_0"
+    path.write_bytes(kvp.encode(SET_A))
+    w = writer(path, "flip", "1000000", stdout=subprocess.PIPE)
+    assert w.stdout.readline().strip() == "ready"
+    seen = {"a": 0, "b": 0}
+    try:
+        for _ in range(1000):
+            pool = kvp.read_pool(str(path))
+            assert pool.warnings == ()
+            if list(pool.items) == SET_A:
+                seen["a"] += 1
+            else:
+                assert list(pool.items) == SET_B
+                seen["b"] += 1
+    finally:
+        w.kill()
+        w.wait()
+    assert seen["a"] and seen["b"], seen  # the writer really interleaved
+
+
+def test_removed_and_recreated_pool_directory_is_picked_up(root):
+    agent = AgentProcess(root)
+    try:
+        pool_dir = root / "var" / "lib" / "hyperv"
+        for round_ in range(3):
+            subprocess.run(["rm", "-rf", str(pool_dir)], check=True)  # what the init script does
+            agent.wait_status(lambda d: d["capabilities"]["pool"]["state"] == "waiting")
+            pool_dir.mkdir()
+            assert writer(pool_dir / ".kvp_pool_0", "hold", "0", f"cifsmount=/c;/C;password=p{round_}").wait(5) == 0
+            agent.wait_for("item cifsmount added")
+        # The whole chain of directories can vanish too.
+        subprocess.run(["rm", "-rf", str(root / "var" / "lib")], check=True)
+        agent.wait_for("item cifsmount removed")
+        pool_dir.mkdir(parents=True)
+        assert writer(pool_dir / ".kvp_pool_0", "hold", "0", "back=1").wait(5) == 0
+        agent.wait_for("item back added")
+    finally:
+        assert agent.stop() == 0
+
+
+def test_burst_of_writes_is_coalesced_and_the_last_pass_sees_the_end(root):
+    agent = AgentProcess(root)
+    try:
+        before = agent.wait_status(lambda d: d["passes"] >= 1)["passes"]
+        assert writer(pool0(root), "burst", "100").wait(10) == 0
+        agent.wait_for("item n changed: 99")
+        time.sleep(0.3)
+        passes = agent.status()["passes"] - before
+        print("passes for 100 writes:", passes)
+        assert 1 <= passes < 50, passes
+        assert not any("item n changed" in line for line in agent.seen[-1:]), "a pass after the final content"
+    finally:
+        agent.stop()
+
+
+def test_sigterm_finishes_and_exits_zero_within_a_second(root):
+    agent = AgentProcess(root)
+    t0 = time.monotonic()
+    assert agent.stop(signal.SIGTERM) == 0
+    assert time.monotonic() - t0 < 1.0
+    assert agent.status()["state"] == "stopped"
+    agent = AgentProcess(root)
+    assert agent.stop(signal.SIGINT) == 0
+
+
+def test_sighup_rereads_the_config(root):
+    agent = AgentProcess(root, log_level="info")
+    try:
+        cfg = root / "etc" / "moby-agent" / "agent.toml"
+        cfg.write_text('log_level = "debug"\n[status]\nguest_pool = false\n')
+        agent.proc.send_signal(signal.SIGHUP)
+        agent.wait_for("reload: configuration re-read")
+        cfg.write_text("nonsense = 1\n")
+        agent.proc.send_signal(signal.SIGHUP)
+        line = agent.wait_for("keeping the previous configuration")
+        assert "unknown key 'nonsense'" in line
+        assert agent.proc.poll() is None
+    finally:
+        assert agent.stop() == 0
+
+
+def test_idle_agent_never_wakes(root):
+    agent = AgentProcess(root)
+    try:
+        agent.wait_status(lambda d: d["passes"] >= 1)
+        time.sleep(0.2)
+
+        def switches():
+            text = Path(f"/proc/{agent.proc.pid}/status").read_text()
+            return int(text.split("voluntary_ctxt_switches:")[1].split()[0])
+
+        first = switches()
+        time.sleep(2)
+        assert switches() == first
+    finally:
+        agent.stop()
+
+
+def test_health_answers_while_the_loop_runs_and_not_when_stopped(root, agent_env):
+    agent = AgentProcess(root)
+    cmd = [sys.executable, "-m", "agent", "--root", str(root), "health", "--timeout", "2"]
+    try:
+        agent.wait_status(lambda d: d["passes"] >= 1)
+        assert subprocess.run(cmd, env=agent_env).returncode == 0
+        os.kill(agent.proc.pid, signal.SIGSTOP)  # a loop that is stuck
+        r = subprocess.run(cmd, env=agent_env, capture_output=True, text=True)
+        assert r.returncode == 1 and "did not answer" in r.stderr
+        os.kill(agent.proc.pid, signal.SIGCONT)
+        assert subprocess.run(cmd, env=agent_env).returncode == 0
+    finally:
+        agent.stop()
+
+
+def test_guest_pool_reports_state_once(root):
+    agent = AgentProcess(root)
+    pool1 = root / "var" / "lib" / "hyperv" / ".kvp_pool_1"
+    try:
+        agent.wait_status(lambda d: d["passes"] >= 1)
+        assert kvp.read_pool(str(pool1)).as_dict()["moby-agent.state"] == "running"
+        mtime = pool1.stat().st_mtime_ns
+        for i in range(5):
+            assert writer(pool0(root), "hold", "0", f"n={i}").wait(5) == 0
+            agent.wait_for(f"item n {'added' if i == 0 else 'changed'}: {i}")
+        assert pool1.stat().st_mtime_ns == mtime  # not rewritten per pass
+    finally:
+        agent.stop()
+    assert kvp.read_pool(str(pool1)).as_dict()["moby-agent.state"] == "stopped"

@@ -1,0 +1,56 @@
+"""A second writer process that behaves like hv_kvp_daemon: whole-file
+fcntl write lock, then truncate in place and rewrite every record.
+
+usage: python writer.py PATH MODE ...
+  hold SECONDS KEY=VALUE...   lock, write half a file, sleep, finish, unlock
+  flip COUNT                  alternate two item sets COUNT times
+  burst COUNT                 write n=0..COUNT-1, one write per value
+"""
+
+import fcntl
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
+from agent import kvp  # noqa: E402
+
+SET_A = [("cifsmount", "/c;/C;username=a,password=aaaa,noperm"), ("x", "1" * 2000)]
+SET_B = [("cifsmount", "/d;/D;username=b,password=b,noperm"), ("y", "2"), ("z", "3")]
+
+
+def daemon_write(fd: int, path: str, data: bytes, pause: float = 0.0) -> None:
+    """What the daemon's kvp_update_file does: lock (a long-lived fd), then
+    fopen("w"), fwrite, fclose, unlock."""
+    fcntl.lockf(fd, fcntl.LOCK_EX)
+    out = os.open(path, os.O_WRONLY | os.O_TRUNC)
+    half = len(data) // 2
+    os.write(out, data[:half])
+    if pause:
+        print("locked", flush=True)
+        time.sleep(pause)
+    os.write(out, data[half:])
+    os.close(out)
+    fcntl.lockf(fd, fcntl.LOCK_UN)
+
+
+def main() -> None:
+    path, mode = sys.argv[1], sys.argv[2]
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    if mode == "hold":
+        items = [tuple(arg.split("=", 1)) for arg in sys.argv[4:]]
+        daemon_write(fd, path, kvp.encode(items), float(sys.argv[3]))
+    elif mode == "flip":
+        a, b = kvp.encode(SET_A), kvp.encode(SET_B)
+        for i in range(int(sys.argv[3])):
+            daemon_write(fd, path, a if i % 2 else b)
+            if i == 0:
+                print("ready", flush=True)
+    elif mode == "burst":
+        for i in range(int(sys.argv[3])):
+            daemon_write(fd, path, kvp.encode([("n", str(i))]))
+    os.close(fd)
+
+
+if __name__ == "__main__":
+    main()
