@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="ask the running agent's loop for a heartbeat (the OpenRC healthcheck)")
     health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
 
+    sub.add_parser("doctor", help="check what the agent depends on; OK / WARN / FAIL, exit 1 on any FAIL")
+
     kv = sub.add_parser("kvp", help="read and write KVP pool items")
     kvs = kv.add_subparsers(dest="kvp_command", metavar="SUBCOMMAND")
     kvs.required = True
@@ -164,6 +166,15 @@ def _cmd_health(args: argparse.Namespace, settings: config.Settings) -> int:
     return 1
 
 
+def _cmd_doctor(args: argparse.Namespace, settings: config.Settings) -> int:
+    from agent.doctor import FAIL, Doctor
+
+    checks = Doctor(settings, args.root).run()
+    for check in checks:
+        print(check.line())
+    return 1 if any(c.level == FAIL for c in checks) else 0
+
+
 def _cmd_run(args: argparse.Namespace, settings: config.Settings, config_path: str, explicit: bool) -> int:
     from agent.daemon import Agent
 
@@ -194,6 +205,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _cmd_status(args, settings)
         if args.command == "health":
             return _cmd_health(args, settings)
+        if args.command == "doctor":
+            return _cmd_doctor(args, settings)
     except kvp.KvpError as exc:
         print(f"moby-agent: {exc}; nothing was written", file=sys.stderr)
         return 1

@@ -132,3 +132,16 @@ def test_a_crash_loop_ends_failed_with_a_message(ch):
     messages = ch.read("/var/log/messages") or ""
     assert 'respawned "/usr/bin/moby-agent" too many times, exiting' in messages
     assert "unknown key 'broken'" in (ch.read("/var/log/moby-agent.log") or "")
+
+
+def test_doctor_reads_the_real_rc_status(ch):
+    start(ch)
+    r = ch.run("unshare", "-n", "moby-agent", "doctor")  # no network: nothing is probed outside
+    expected = "OK    rc-status    no service crashed, failed or unsupervised; moby-agent started"
+    assert expected in r.stdout, r.stdout + r.stderr
+    assert "FAIL  kvp daemon" in r.stdout
+    assert r.returncode == 1
+    ch.run("kill", "-9", *[str(p) for p, args in ch.processes() if args.startswith("supervise-daemon moby-agent")])
+    ch.wait(lambda: ch.service_state("moby-agent") != "started", what="rc-status to notice the dead supervisor")
+    r = ch.run("unshare", "-n", "moby-agent", "doctor")
+    assert "FAIL  rc-status    moby-agent unsupervised" in r.stdout, r.stdout

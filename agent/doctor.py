@@ -1,0 +1,195 @@
+"""`moby-agent doctor`: the guest-side troubleshooting, one line per check.
+
+Each check says OK, WARN or FAIL and, when not OK, one sentence on what to
+do. Network probes run only against an on-link host address and only when
+--root is / (a fixture tree has no network of its own).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Union
+
+from agent import kvp
+from agent.config import Settings
+from agent.system import processes_named, read_text, under
+
+OK, WARN, FAIL = "OK", "WARN", "FAIL"
+
+
+@dataclass(frozen=True)
+class Check:
+    level: str
+    name: str
+    text: str
+
+    def line(self) -> str:
+        return f"{self.level:<4}  {self.name:<12} {self.text}"
+
+
+class Doctor:
+    def __init__(self, settings: Settings, root: str) -> None:
+        self.s = settings
+        self.root = root
+        self.live = root in ("", "/")
+
+    def p(self, path: str) -> str:
+        return under(self.root, path)
+
+    def vmbus(self) -> Check:
+        if os.path.exists(self.p("/dev/vmbus/hv_kvp")):
+            return Check(OK, "vmbus", "/dev/vmbus/hv_kvp is present")
+        return Check(
+            FAIL,
+            "vmbus",
+            "no /dev/vmbus/hv_kvp: not a Hyper-V guest (or hv_utils is not loaded), so the host "
+            "cannot push items; run in the Docker for Windows VM or `modprobe hv_utils`",
+        )
+
+    def kvp_daemon(self) -> Check:
+        pids = processes_named(self.root, "hv_kvp_daemon")
+        if pids:
+            return Check(OK, "kvp daemon", f"hv_kvp_daemon is running (pid {pids[0]})")
+        return Check(FAIL, "kvp daemon", "hv_kvp_daemon is not running; `rc-service hv_kvp_daemon start`")
+
+    def pools(self) -> List[Check]:
+        pool_dir = self.p(self.s.kvp.pool_dir)
+        if not os.path.isdir(pool_dir):
+            return [Check(FAIL, "pools", f"{self.s.kvp.pool_dir} does not exist; hv_kvp_daemon creates it at start")]
+        path = kvp.pool_path(pool_dir, 0)
+        if not os.path.exists(path):
+            return [Check(WARN, "pools", f"{path} does not exist yet; the host has pushed nothing")]
+        pool = kvp.read_pool(path)
+        checks = []
+        if pool.warnings:
+            checks.append(Check(WARN, "pools", f"pool 0 parsed with problems: {pool.warnings[0]}"))
+        else:
+            checks.append(Check(OK, "pools", f"pool 0 parses: {len(pool.items)} items"))
+        if pool.get("cifsmount") is None:
+            checks.append(
+                Check(WARN, "cifsmount", "no cifsmount item: share a drive in Docker for Windows' Shared Drives")
+            )
+        else:
+            checks.append(Check(OK, "cifsmount", "the host has pushed a cifsmount item"))
+        return checks
+
+    def host(self) -> List[Check]:
+        address = self.s.host.address
+        if not self.live:
+            return [Check(WARN, "host", f"not probed under --root {self.root}")]
+        via = _route_gateway(address)
+        if via is None:
+            return [Check(FAIL, "host", f"no route to {address}: is eth0 up on the DockerNAT switch (10.0.75.0/24)?")]
+        if via:
+            return [
+                Check(
+                    FAIL,
+                    "host",
+                    f"{address} is reached through gateway {via}, not on-link: eth0 is not on the DockerNAT switch",
+                )
+            ]
+        try:
+            with socket.create_connection((address, 445), timeout=2):
+                pass
+        except OSError as exc:
+            return [
+                Check(OK, "host", f"{address} is on-link"),
+                Check(FAIL, "smb", f"{address}:445 does not answer ({exc.strerror or exc}); is file sharing allowed "
+                      "through the Windows firewall for DockerNAT?"),
+            ]
+        return [Check(OK, "host", f"{address} is on-link"), Check(OK, "smb", f"{address}:445 answers")]
+
+    def database(self) -> List[Check]:
+        cmdline = read_text(self.p(self.s.database.cmdline)) or ""
+        label = self.s.database.label + "="
+        checks = []
+        if label in cmdline:
+            checks.append(Check(OK, "database", f"{self.s.database.label} is on the kernel command line"))
+        else:
+            checks.append(
+                Check(WARN, "database", f"no {self.s.database.label}= on the kernel command line: local settings only")
+            )
+        mounts = read_text(self.p("/proc/self/mountinfo")) or ""
+        mount_point = self.s.database.mount_point
+        if any(line.split()[4] == mount_point for line in mounts.splitlines() if len(line.split()) > 4):
+            checks.append(Check(OK, "database", f"{mount_point} is mounted"))
+        else:
+            checks.append(Check(WARN, "database", f"{mount_point} is not mounted: the host's settings are not read"))
+        return checks
+
+    def daemon_json(self) -> Check:
+        text = read_text(self.p(self.s.docker.daemon_json))
+        if text is None:
+            return Check(OK, "daemon.json", f"{self.s.docker.daemon_json} does not exist (dockerd uses its defaults)")
+        try:
+            value = json.loads(text)
+        except ValueError as exc:
+            return Check(FAIL, "daemon.json", f"{self.s.docker.daemon_json} is not valid JSON ({exc}); dockerd "
+                         "will not start: fix or remove it")
+        if not isinstance(value, dict):
+            return Check(FAIL, "daemon.json", f"{self.s.docker.daemon_json} is not a JSON object; dockerd won't start")
+        return Check(OK, "daemon.json", f"{self.s.docker.daemon_json} is valid JSON")
+
+    def dockerd(self) -> Check:
+        sock = self.p(self.s.docker.socket)
+        if not os.path.exists(sock):
+            return Check(WARN, "dockerd", f"no socket {self.s.docker.socket}: dockerd is not running")
+        from agent.dockerapi import ping
+
+        problem = ping(sock)
+        if problem:
+            return Check(FAIL, "dockerd", f"dockerd does not answer: {problem}; `rc-service docker restart`")
+        return Check(OK, "dockerd", f"dockerd answers on {self.s.docker.socket}")
+
+    def rc_status(self) -> Check:
+        if not self.live or shutil.which("rc-status") is None:
+            return Check(WARN, "rc-status", "rc-status is not available here")
+        try:
+            out = subprocess.run(["rc-status", "--nocolor", "--all"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return Check(WARN, "rc-status", f"rc-status did not run: {exc}")
+        states = {}
+        for line in out.splitlines():
+            if "[" in line and line.split():
+                states[line.split()[0]] = line.split("[", 1)[1].split("]", 1)[0].split()[0]
+        bad = [f"{name} {state}" for name, state in states.items() if state in ("crashed", "failed", "unsupervised")]
+        if bad:
+            return Check(
+                FAIL, "rc-status", f"{', '.join(bad)}: see /var/log/<service>.log, then `rc-service <service> restart`"
+            )
+        if states.get("moby-agent") != "started":
+            return Check(WARN, "rc-status", "moby-agent is not started; `rc-service moby-agent start`")
+        return Check(OK, "rc-status", "no service crashed, failed or unsupervised; moby-agent started")
+
+    def run(self) -> List[Check]:
+        checks: List[Check] = []
+        steps: List[Callable[[], Union[Check, List[Check]]]] = [
+            self.vmbus, self.kvp_daemon, self.pools, self.host, self.database, self.daemon_json, self.dockerd,
+            self.rc_status,
+        ]
+        for step in steps:
+            try:
+                result = step()
+            except Exception as exc:  # a broken check must not hide the others
+                result = Check(FAIL, step.__name__, f"the check itself failed: {exc}")
+            checks.extend(result if isinstance(result, list) else [result])
+        return checks
+
+
+def _route_gateway(address: str) -> Optional[str]:
+    """'' if on-link, the gateway if routed, None if unroutable."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        try:
+            routes = ipr.route("get", dst=address)
+        except NetlinkError:
+            return None
+        for route in routes:
+            gateway = route.get_attr("RTA_GATEWAY")
+            return gateway or ""
+    return None
