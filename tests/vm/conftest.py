@@ -1,0 +1,21 @@
+"""The stand-in guest, booted once per test session."""
+
+import pytest
+
+from tests.conftest import require_root
+
+
+@pytest.fixture(scope="session")
+def guest(tmp_path_factory):
+    require_root()
+    from tests.vm.guest import Guest
+
+    g = Guest(tmp_path_factory.mktemp("guest"))
+    try:
+        g.start()
+    except Exception:
+        g.stop()
+        raise
+    print(f"\nstand-in guest ready in {g.boot_seconds:.1f} s")
+    yield g
+    g.stop()

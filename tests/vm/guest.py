@@ -1,0 +1,293 @@
+"""The stand-in MobyLinuxVM and its host side, for tests and the demo.
+
+Everything host-facing runs inside a private network namespace that holds
+only loopback: QEMU (user networking plays the DockerNAT switch: the guest
+is 10.0.75.2, and 10.0.75.1 maps to the namespace's loopback) and a real
+Samba server on that loopback exporting share C. Nothing leaves the
+namespace. The database is a directory exported over virtio-9p (tag db);
+the kernel command line names it. The guest's hv_kvp_daemon talks to
+KvpHost through a virtio-serial port; tests run commands through another
+(execd).
+"""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import time
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from tests.vm.kvphost import KvpHost
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+DATABASE = "com.docker.driver.amd64-linux"
+SMB_USER = "mobyshare"
+SMB_PASSWORD = "Pa55, word=with;odd chars"  # noqa: S105 - a test account's password
+
+
+class GuestError(Exception):
+    pass
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("MOBY_AGENT_CACHE", "/var/cache/moby-agent-tests"))
+
+
+def build() -> List[str]:
+    out = subprocess.run(
+        ["sh", str(HERE / "build-guest"), str(cache_dir())], check=True, capture_output=True, text=True
+    )
+    return out.stdout.split()
+
+
+SMB_CONF = """\
+[global]
+  workgroup = WORKGROUP
+  server role = standalone server
+  interfaces = lo
+  bind interfaces only = yes
+  smb ports = 445
+  disable netbios = yes
+  server min protocol = SMB2
+  map to guest = never
+  passdb backend = tdbsam:{d}/private/passdb.tdb
+  private dir = {d}/private
+  lock directory = {d}/lock
+  state directory = {d}/state
+  cache directory = {d}/cache
+  pid directory = {d}/run
+  ncalrpc dir = {d}/ncalrpc
+  log file = {d}/log.%m
+  log level = 1
+  load printers = no
+  printing = bsd
+  printcap name = /dev/null
+  disable spoolss = yes
+
+[C]
+  path = {share}
+  read only = no
+  valid users = {user}
+  force user = {user}
+  create mask = 0664
+  directory mask = 0775
+"""
+
+
+class Guest:
+    def __init__(self, workdir: Path, memory_mb: int = 1536) -> None:
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.kernel, self.initrd = build()
+        self.memory_mb = memory_mb
+        self.console = self.dir / "console.log"
+        self.share = self.dir / "share-C"
+        self.db_root = self.dir / "db"
+        self.db = self.db_root / "branch" / "master" / "ro" / DATABASE
+        self.netns: Optional[subprocess.Popen] = None
+        self.qemu: Optional[subprocess.Popen] = None
+        self.smbd_pidfile = self.dir / "samba" / "run" / "smbd.pid"
+        self.smbd: Optional[subprocess.Popen] = None
+        self.netns_pid = 0
+        self.kvp: Optional[KvpHost] = None
+        self._exec: Optional[socket.socket] = None
+        self.boot_seconds: Optional[float] = None
+
+    # ---- host side -------------------------------------------------------
+
+    def _ns(self, *argv: str) -> List[str]:
+        """argv run inside the guest's private network namespace."""
+        return ["nsenter", "-t", str(self.netns_pid), "-n", "--", *argv]
+
+    def _prepare_samba(self) -> None:
+        d = self.dir / "samba"
+        for sub in ("private", "lock", "state", "cache", "run", "ncalrpc"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        self.share.mkdir(exist_ok=True)
+        if subprocess.run(["id", SMB_USER], capture_output=True).returncode != 0:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SMB_USER],
+                           check=True)
+        shutil.chown(self.share, SMB_USER, SMB_USER)
+        self.share.chmod(0o777)
+        (d / "smb.conf").write_text(SMB_CONF.format(d=d, share=self.share, user=SMB_USER))
+        subprocess.run(
+            ["smbpasswd", "-c", str(d / "smb.conf"), "-a", "-s", SMB_USER],
+            input=f"{SMB_PASSWORD}\n{SMB_PASSWORD}\n", text=True, check=True, capture_output=True,
+        )
+
+    def start_samba(self) -> None:
+        d = self.dir / "samba"
+        # setsid: smbd signals its process group on exit.
+        self.smbd = subprocess.Popen(
+            self._ns("setsid", "smbd", "--foreground", "--no-process-group", "-s", str(d / "smb.conf")),
+            stdout=subprocess.DEVNULL, stderr=open(d / "smbd.out", "w"),
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self._port_open():
+                return
+            if self.smbd.poll() is not None:
+                break
+            time.sleep(0.1)
+        raise GuestError(f"smbd did not listen on 127.0.0.1:445: {(d / 'smbd.out').read_text()[-1000:]}")
+
+    def _port_open(self) -> bool:
+        r = subprocess.run(self._ns("python3", "-c", "import socket; socket.create_connection(('127.0.0.1', 445), 1)"),
+                           capture_output=True)
+        return r.returncode == 0
+
+    def stop_samba(self) -> None:
+        if self.smbd is None or self.smbd.poll() is not None:
+            return
+        # setsid made smbd its own process; its pid file names the parent.
+        try:
+            pid = int(self.smbd_pidfile.read_text().split()[0])
+            os.kill(pid, signal.SIGTERM)
+        except (FileNotFoundError, ValueError, ProcessLookupError):
+            self.smbd.terminate()
+        try:
+            self.smbd.wait(10)
+        except subprocess.TimeoutExpired:
+            self.smbd.kill()
+            self.smbd.wait()
+        self.smbd = None
+
+    # ---- the guest -------------------------------------------------------
+
+    def start(self, samba: bool = True, boot_timeout: float = 240) -> None:
+        self.db.mkdir(parents=True, exist_ok=True)
+        self._prepare_samba()
+        holder = "ip link set lo up && echo ready && exec sleep 2147483647"
+        self.netns = subprocess.Popen(
+            ["unshare", "--net", "--fork", "--kill-child", "sh", "-c", holder], stdout=subprocess.PIPE, text=True
+        )
+        assert self.netns.stdout is not None
+        if self.netns.stdout.readline().strip() != "ready":
+            raise GuestError("could not create the network namespace")
+        # nsenter needs the forked child (unshare itself stays outside).
+        children = Path(f"/proc/{self.netns.pid}/task/{self.netns.pid}/children").read_text().split()
+        self.netns_pid = int(children[0])
+        if samba:
+            self.start_samba()
+        for sock in ("kvp.sock", "exec.sock"):
+            (self.dir / sock).unlink(missing_ok=True)
+        cmdline = f'console=ttyS0 panic=-1 com.docker.database="{DATABASE}" mobyplatform=windows'
+        argv = [
+            "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", str(self.memory_mb), "-smp", "2",
+            "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-kernel", self.kernel, "-initrd", self.initrd, "-append", cmdline,
+            "-serial", f"file:{self.console}",
+            "-netdev", "user,id=n0,net=10.0.75.0/24,host=10.0.75.1,dhcpstart=10.0.75.2",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-virtfs", f"local,path={self.db_root},mount_tag=db,security_model=none",
+            "-device", "virtio-serial-pci,id=vs",
+            "-chardev", f"socket,id=kvp,path={self.dir / 'kvp.sock'},server=on,wait=off",
+            "-device", "virtserialport,bus=vs.0,chardev=kvp,name=org.moby.kvp",
+            "-chardev", f"socket,id=exec,path={self.dir / 'exec.sock'},server=on,wait=off",
+            "-device", "virtserialport,bus=vs.0,chardev=exec,name=org.moby.exec",
+        ]
+        t0 = time.monotonic()
+        qemu_log = open(self.dir / "qemu.log", "w")
+        self.qemu = subprocess.Popen(self._ns(*argv), stdout=subprocess.DEVNULL, stderr=qemu_log)
+        deadline = time.monotonic() + 10
+        while not (self.dir / "exec.sock").exists():
+            if time.monotonic() > deadline or self.qemu.poll() is not None:
+                raise GuestError(f"QEMU did not start: {(self.dir / 'qemu.log').read_text()[-2000:]}")
+            time.sleep(0.05)
+        self.kvp = KvpHost(str(self.dir / "kvp.sock"), timeout=boot_timeout)
+        self._exec = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._exec.connect(str(self.dir / "exec.sock"))
+        # execd starts once OpenRC's default runlevel is done (inittab).
+        r = self.run(["cat", "/run/moby-vm.ready"], timeout=boot_timeout)
+        if r.returncode != 0:
+            raise GuestError("the guest did not reach the default runlevel:\n" + self.console_tail())
+        self.boot_seconds = time.monotonic() - t0
+        self.kvp.wait_registered()
+        self.kvp.timeout = 30
+
+    def run(self, argv: Sequence[str], input: Optional[str] = None, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a command in the guest; a CompletedProcess with text output."""
+        assert self._exec is not None
+        data = json.dumps({"argv": list(argv), "input": input, "timeout": timeout}).encode()
+        self._exec.settimeout(timeout + 10)
+        try:
+            self._exec.sendall(struct.pack(">I", len(data)) + data)
+            (size,) = struct.unpack(">I", self._recv(4))
+            resp = json.loads(self._recv(size))
+        except socket.timeout:
+            raise GuestError(f"no answer from the guest for {list(argv)}:\n{self.console_tail()}") from None
+        return subprocess.CompletedProcess(list(argv), resp["rc"], resp["stdout"], resp["stderr"])
+
+    def _recv(self, n: int) -> bytes:
+        assert self._exec is not None
+        buf = b""
+        while len(buf) < n:
+            chunk = self._exec.recv(n - len(buf))
+            if not chunk:
+                raise GuestError("the guest's exec channel closed:\n" + self.console_tail())
+            buf += chunk
+        return buf
+
+    def sh(self, script: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        return self.run(["/bin/sh", "-c", script], timeout=timeout)
+
+    def read(self, path: str) -> Optional[str]:
+        r = self.run(["cat", path])
+        return r.stdout if r.returncode == 0 else None
+
+    def write_db(self, key: str, value: str) -> None:
+        path = self.db / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(value)
+
+    def remove_db(self, key: str) -> None:
+        path = self.db / key
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def wait(self, predicate, timeout: float = 10, what: str = "a condition"):
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            time.sleep(0.1)
+
+    def console_tail(self, lines: int = 40) -> str:
+        try:
+            text = self.console.read_text(errors="replace")
+        except FileNotFoundError:
+            return "(no console output)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30) -> None:
+        """Power off cleanly (OpenRC shutdown), then tear the host side down."""
+        if self.qemu is not None and self.qemu.poll() is None and self._exec is not None:
+            try:
+                self.run(["/bin/busybox", "poweroff"], timeout=5)
+            except (GuestError, OSError):
+                pass
+            try:
+                self.qemu.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.qemu.kill()
+                self.qemu.wait()
+        elif self.qemu is not None and self.qemu.poll() is None:
+            self.qemu.kill()
+            self.qemu.wait()
+        for ch in (self._exec, self.kvp):
+            if ch is not None:
+                ch.close()
+        if self.netns is not None:
+            self.stop_samba()
+            self.netns.kill()
+            self.netns.wait()
