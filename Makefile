@@ -7,7 +7,7 @@ LIBDIR    ?= $(PREFIX)/lib/moby-agent
 
 AGENT_SOURCES := $(wildcard agent/*.py)
 
-.PHONY: all test lint install bench demo clean
+.PHONY: all test lint install bench demo demo-shell demo-root clean
 
 all: test
 
@@ -20,6 +20,13 @@ lint:
 
 demo:
 	sh tests/demo
+
+demo-shell:
+	sh tests/demo --shell
+
+# Without a guest (no root needed): the agent against a fixture root.
+demo-root:
+	venv=$$(sh tests/tools/setup) && PYTHONPATH=$(CURDIR) $$venv/bin/python tests/demo_root.py
 
 # The layout an image build uses: the package in a private directory, a
 # wrapper on PATH, the OpenRC scripts and a commented default config.

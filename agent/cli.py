@@ -62,7 +62,7 @@ def _setup_logging(level: str) -> None:
     logging.basicConfig(
         stream=sys.stderr,
         level=level.upper(),
-        format="%(asctime)s moby-agent %(levelname)s: %(message)s",
+        format="%(asctime)s.%(msecs)03d moby-agent %(levelname)s: %(message)s",
         datefmt="%Y-%m-%dT%H:%M:%S",
     )
 

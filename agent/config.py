@@ -6,6 +6,7 @@ expected; the agent does not start on it.
 """
 
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Tuple
@@ -66,6 +67,14 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
+class SharesSettings:
+    mount_pattern: str = r"^/[A-Za-z]$"
+    max_id: int = 65535
+    state_file: str = "/run/moby-agent/shares.json"
+    mount_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
 class Settings:
     log_level: str = "info"
     host: HostSettings = field(default_factory=HostSettings)
@@ -75,6 +84,7 @@ class Settings:
     status: StatusSettings = field(default_factory=StatusSettings)
     retry: RetrySettings = field(default_factory=RetrySettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
+    shares: SharesSettings = field(default_factory=SharesSettings)
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
@@ -125,6 +135,15 @@ def _check(settings: Settings, where: str) -> None:
         )
     if not 0 <= settings.watch.settle_ms <= 1000:
         raise ConfigError(f"{where}: watch.settle_ms: expected 0 to 1000, got {settings.watch.settle_ms}")
+    try:
+        re.compile(settings.shares.mount_pattern)
+    except re.error as exc:
+        raise ConfigError(f"{where}: shares.mount_pattern: expected a regular expression: {exc}") from None
+    if not 0 <= settings.shares.max_id <= 2**32 - 2:
+        raise ConfigError(f"{where}: shares.max_id: expected 0 to 4294967294, got {settings.shares.max_id}")
+    if not 0 < settings.shares.mount_timeout <= 600:
+        got = settings.shares.mount_timeout
+        raise ConfigError(f"{where}: shares.mount_timeout: expected 0 < seconds <= 600, got {got}")
     for name, value in _paths(settings):
         if not value.startswith("/"):
             raise ConfigError(f"{where}: {name}: expected an absolute path, got {value!r}")
@@ -138,6 +157,7 @@ def _paths(settings: Settings) -> List[Tuple[str, str]]:
         ("docker.daemon_json", settings.docker.daemon_json),
         ("docker.socket", settings.docker.socket),
         ("status.file", settings.status.file),
+        ("shares.state_file", settings.shares.state_file),
     ]
 
 

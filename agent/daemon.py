@@ -8,8 +8,9 @@ import logging
 import os
 import select
 import signal
+import socket
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Set
 
 from agent import kvp, reconcile, status
 from agent.config import ConfigError, Settings
@@ -17,6 +18,30 @@ from agent.system import under, write_atomic
 from agent.watch import PoolWatcher
 
 log = logging.getLogger("moby-agent")
+
+# rtnetlink multicast groups: links, IPv4 addresses and routes.
+_RTMGRP_LINK, _RTMGRP_IPV4_IFADDR, _RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
+
+
+def open_link_events() -> Optional[socket.socket]:
+    """A netlink socket that becomes readable when links, addresses or
+    routes change; its messages are only a wake-up (the pass asks netlink
+    for the route itself), so they are drained unparsed."""
+    try:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
+        sock.bind((0, _RTMGRP_LINK | _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV4_ROUTE))
+    except OSError as exc:
+        log.warning("no netlink events (%s): shares waiting for the network retry on their backoff only", exc)
+        return None
+    return sock
+
+
+def drain(sock: socket.socket) -> None:
+    try:
+        while sock.recv(65536):
+            pass
+    except (BlockingIOError, OSError):
+        pass
 
 
 class Agent:
@@ -32,6 +57,9 @@ class Agent:
             name: status.capability("inactive", "not handled by this version") for name in status.CAPABILITIES
         }
         self.heartbeat = time.time()
+        self.drives: Dict[str, str] = {}
+        self.waiting_for_network = False
+        self._logged_problems: Set[str] = set()
         self._stop = False
         self._hup = False
         self._usr1 = False
@@ -41,13 +69,17 @@ class Agent:
     def run_pass(self) -> bool:
         """Observe, plan, apply, report. True if every action succeeded."""
         t0 = time.monotonic()
-        obs = reconcile.observe(self.settings, self.root, self.memory.seen_host_items)
+        obs = reconcile.observe(self.settings, self.root, self.memory.seen_host_items, self.memory.retries)
         plan = reconcile.plan(obs)
         t_planned = time.monotonic()
         for problem in plan.problems:
-            log.warning("%s", problem)
-        outcomes = reconcile.apply(plan.actions, self.memory)
+            if problem not in self._logged_problems:  # once per change, not per pass
+                log.warning("%s", problem)
+        self._logged_problems = set(plan.problems)
+        ctx = reconcile.Context(self.settings, self.root, self.memory, obs.shares, lambda: self._stop)
+        outcomes = reconcile.apply(plan.actions, ctx)
         self.passes += 1
+        self.waiting_for_network = plan.waiting_for_network
         self._update_capabilities(obs, plan, outcomes)
         t1 = time.monotonic()
         self.last_pass = {
@@ -78,11 +110,43 @@ class Agent:
             else:
                 cap = status.capability("ok", action)
         self.capabilities["pool"] = cap
+        self._update_shares(plan, outcomes)
+
+    def _update_shares(self, plan: reconcile.Plan, outcomes: List[reconcile.Outcome]) -> None:
+        states = dict(plan.drive_states)
+        for o in outcomes:
+            drive = getattr(o.action, "drive", None)
+            if drive is None or drive not in states:
+                continue
+            if not o.ok:
+                retry = self.memory.retries.get(drive)
+                when = f"retry in {retry.next_at - time.monotonic():.0f} s" if retry else "not retried"
+                states[drive] = f"failed ({when}): {o.error}"
+            elif states[drive] == "mounting":
+                states[drive] = "mounted"
+        for drive, state in list(states.items()):
+            if state == "mounting":  # every step succeeded
+                states[drive] = "mounted"
+        self.drives = states
+        share_problems = [p for p in plan.problems if p.startswith(("cifsmount", "cifsumount", "share state"))]
+        failing = {d: s for d, s in states.items() if not s.startswith(("mounted", "waiting"))}
+        done = ", ".join(f"{d} {s}" for d, s in sorted(states.items())) or "no drive shared"
+        if failing:
+            cap = status.capability("error", done, "; ".join(f"{d}: {s}" for d, s in sorted(failing.items())))
+        elif share_problems:
+            cap = status.capability("error", done, share_problems[-1])
+        elif any(s.startswith("waiting") for s in states.values()):
+            cap = status.capability("waiting", done)
+        elif states:
+            cap = status.capability("ok", done)
+        else:
+            cap = status.capability("inactive", done)
+        self.capabilities["shares"] = cap
 
     # ---- reporting --------------------------------------------------------
 
     def document(self, state: Optional[str] = None) -> Dict[str, Any]:
-        return status.document(
+        doc = status.document(
             pid=os.getpid(),
             started=self.started,
             passes=self.passes,
@@ -91,6 +155,8 @@ class Agent:
             heartbeat=self.heartbeat,
             state=state,
         )
+        doc["shares"] = dict(self.drives)
+        return doc
 
     def write_status(self, doc: Dict[str, Any]) -> None:
         try:
@@ -124,6 +190,12 @@ class Agent:
         elif signum == signal.SIGUSR1:
             self._usr1 = True
 
+    def _timeout(self) -> Optional[float]:
+        """None (block) unless a retry is scheduled: no timer while idle."""
+        if not self.memory.retries:
+            return None
+        return max(0.0, min(r.next_at for r in self.memory.retries.values()) - time.monotonic())
+
     def _reload(self) -> None:
         try:
             new = self._reload_settings()
@@ -142,6 +214,7 @@ class Agent:
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         previous = {s: signal.signal(s, self._on_signal) for s in handled}
         watcher = PoolWatcher(under(self.root, self.settings.kvp.pool_dir))
+        links = open_link_events()
         log.info("moby-agent started (pid %d), watching %s", os.getpid(), watcher.watching)
         try:
             due = True
@@ -151,7 +224,8 @@ class Agent:
                     due = False
                 if self._stop:
                     break
-                readable, _, _ = select.select([watcher.fileno(), rfd], [], [])
+                fds = [watcher.fileno(), rfd] + ([links.fileno()] if links else [])
+                readable, _, _ = select.select(fds, [], [], self._timeout())
                 if rfd in readable:
                     try:
                         while os.read(rfd, 512):
@@ -159,6 +233,13 @@ class Agent:
                     except BlockingIOError:
                         pass
                 if watcher.fileno() in readable and watcher.wait(self.settings.watch.settle_ms):
+                    due = True
+                if links is not None and links.fileno() in readable:
+                    drain(links)
+                    if self.waiting_for_network:  # the network may be back: retry at once
+                        self.memory.retries.clear()
+                        due = True
+                if not readable:  # a retry is due
                     due = True
                 if self._hup:
                     self._hup = False
@@ -174,6 +255,8 @@ class Agent:
             return 0
         finally:
             watcher.close()
+            if links is not None:
+                links.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
             signal.set_wakeup_fd(old_wakeup)

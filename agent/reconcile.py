@@ -2,22 +2,39 @@
 
 observe() reads everything a decision needs into one immutable Observation;
 plan() is a pure function from it to actions and problems; apply() runs each
-action, records its outcome, and never lets one failure stop the others.
+action, records its outcome, and never lets one failure stop the others
+(only the later steps for the same drive are skipped).
 """
 
 import logging
 import os
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
 from agent import kvp
+from agent.action import Action
 from agent.config import Settings
-from agent.shares import redact_item
-from agent.system import under
+from agent.mounts import (
+    BindAlias,
+    MountEntry,
+    MountShare,
+    RemoveDir,
+    Retry,
+    SaveShares,
+    SharesState,
+    Unmount,
+    parse_mountinfo,
+    plan_shares,
+)
+from agent.shares import Limits, credentials_file, redact_item
+from agent.system import read_text, run_command, under, write_atomic
 
 log = logging.getLogger("moby-agent")
 
 HOST_POOL = 0
+AUTH_ERROR = "mount error(13)"
 
 
 @dataclass(frozen=True)
@@ -29,19 +46,14 @@ class Observation:
     # The host pool's items as the last applied pass saw them (the agent's
     # memory), so that the plan can say what changed.
     seen_host_items: Optional[Tuple[kvp.Item, ...]]
-
-
-@dataclass(frozen=True)
-class Action:
-    """Base of every action: `name` is its "action" in plan --json."""
-
-    def name(self) -> str:
-        raise NotImplementedError
-
-    def as_dict(self) -> Dict[str, object]:
-        d: Dict[str, object] = {"action": self.name()}
-        d.update(asdict(self))
-        return d
+    host: str = "10.0.75.1"
+    limits: Limits = Limits()
+    mounts: Tuple[MountEntry, ...] = ()
+    shares: SharesState = SharesState()
+    shares_problem: Optional[str] = None
+    network_ok: Optional[bool] = None
+    now: float = 0.0
+    retries: Mapping[str, Retry] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -69,20 +81,66 @@ class NoteHostItems(Action):
 class Plan:
     actions: Tuple[Action, ...]
     problems: Tuple[str, ...]
+    drive_states: Mapping[str, str] = field(default_factory=dict)
+    waiting_for_network: bool = False
 
     def as_dict(self) -> Dict[str, object]:
         return {"actions": [a.as_dict() for a in self.actions], "problems": list(self.problems)}
 
 
-def observe(settings: Settings, root: str, seen_host_items: Optional[Tuple[kvp.Item, ...]]) -> Observation:
+def load_shares(path: str) -> Tuple[SharesState, Optional[str]]:
+    try:
+        with open(path, "rb") as f:
+            return SharesState.from_json(f.read()), None
+    except FileNotFoundError:
+        return SharesState(), None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return SharesState(), f"share state {path} is unreadable ({type(exc).__name__}); starting from the pool"
+
+
+def route_to(host: str) -> bool:
+    """Whether the guest has an address and a route to the host (netlink)."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        with IPRoute() as ipr:
+            routes = ipr.route("get", dst=host)
+    except (NetlinkError, OSError):
+        return False
+    return any(r.get_attr("RTA_PREFSRC") for r in routes)
+
+
+def observe(
+    settings: Settings,
+    root: str,
+    seen_host_items: Optional[Tuple[kvp.Item, ...]],
+    retries: Optional[Mapping[str, Retry]] = None,
+    network: Callable[[str], bool] = route_to,
+) -> Observation:
     pool_dir = under(root, settings.kvp.pool_dir)
-    pools = {}
-    for pool in (HOST_POOL, kvp.GUEST_POOL):
-        pools[pool] = kvp.read_pool(kvp.pool_path(pool_dir, pool))
+    pools = {pool: kvp.read_pool(kvp.pool_path(pool_dir, pool)) for pool in (HOST_POOL, kvp.GUEST_POOL)}
+    mounts = parse_mountinfo(read_text(under(root, "/proc/self/mountinfo")) or "")
+    shares, problem = load_shares(under(root, settings.shares.state_file))
+    # Mounts are tried at once; only after a failure does the route to the
+    # host tell "the network is not up yet" (wait for netlink events) from
+    # "the server refused or is down" (back off). This keeps pyroute2's
+    # import off the first mount's path.
+    network_ok = None
+    if retries and root in ("", "/"):
+        network_ok = network(settings.host.address)
     return Observation(
         pool_dir_exists=os.path.isdir(pool_dir),
         pools=pools,
         seen_host_items=seen_host_items,
+        host=settings.host.address,
+        limits=Limits(settings.shares.mount_pattern, settings.shares.max_id),
+        mounts=mounts,
+        shares=shares,
+        shares_problem=problem,
+        network_ok=network_ok,
+        now=time.monotonic(),
+        retries=dict(retries or {}),
     )
 
 
@@ -104,7 +162,13 @@ def plan(obs: Observation) -> Plan:
                 items=host.items,
             )
         )
-    return Plan(tuple(actions), tuple(problems))
+    if obs.shares_problem:
+        problems.append(obs.shares_problem)
+    shares = plan_shares(host.items, obs.shares, obs.mounts, obs.host, obs.limits, obs.network_ok, obs.now,
+                         obs.retries)
+    actions.extend(shares.actions)
+    problems.extend(shares.problems)
+    return Plan(tuple(actions), tuple(problems), shares.drive_states, shares.waiting_for_network)
 
 
 @dataclass
@@ -112,6 +176,8 @@ class Memory:
     """What the agent keeps between passes."""
 
     seen_host_items: Optional[Tuple[kvp.Item, ...]] = None
+    retries: Dict[str, Retry] = field(default_factory=dict)
+    last_errors: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -121,7 +187,78 @@ class Outcome:
     error: Optional[str] = None
 
 
-def _apply_one(action: Action, memory: Memory) -> None:
+@dataclass
+class Context:
+    """What the executor needs: where, with what settings, and the state it
+    updates (share state is saved once at the end of apply if it changed)."""
+
+    settings: Settings
+    root: str
+    memory: Memory
+    shares: SharesState
+    should_stop: Callable[[], bool] = lambda: False
+    changed: bool = False
+
+    def path(self, p: str) -> str:
+        return under(self.root, p)
+
+
+class MountFailed(Exception):
+    def __init__(self, message: str, auth: bool) -> None:
+        super().__init__(message)
+        self.auth = auth
+
+
+def _mount_share(action: MountShare, ctx: Context) -> None:
+    spec = action.spec
+    target = ctx.path(spec.mountpoint)
+    os.makedirs(target, exist_ok=True)
+    creds_dir = os.path.dirname(ctx.path(ctx.settings.shares.state_file))
+    os.makedirs(creds_dir, mode=0o700, exist_ok=True)
+    fd, creds = tempfile.mkstemp(prefix=".credentials-", dir=creds_dir)  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(credentials_file(spec))
+        options = ",".join(list(spec.options) + [f"credentials={creds}"])
+        result = run_command(["mount.cifs", action.source, target, "-o", options],
+                             ctx.settings.shares.mount_timeout, ctx.should_stop)
+    finally:
+        os.unlink(creds)  # right after the mount returns
+    fp = spec.fingerprint()
+    if result.returncode != 0:
+        auth = AUTH_ERROR in result.output
+        if auth:
+            ctx.shares = _with(ctx.shares, "auth_failed", spec.mountpoint, fp)
+            ctx.changed = True
+        raise MountFailed(result.output.replace(spec.password, "***") if spec.password else result.output, auth)
+    ctx.shares = _with(_without(ctx.shares, "auth_failed", spec.mountpoint), "mounted", spec.mountpoint, fp)
+    ctx.changed = True
+
+
+def _with(state: SharesState, attr: str, key: str, value: str) -> SharesState:
+    return _set(state, attr, key, value)
+
+
+def _without(state: SharesState, attr: str, key: str) -> SharesState:
+    return _set(state, attr, key, None)
+
+
+def _set(state: SharesState, attr: str, key: str, value: Optional[str]) -> SharesState:
+    pairs = dict(getattr(state, attr))
+    if value is None:
+        pairs.pop(key, None)
+    else:
+        pairs[key] = value
+    new = tuple(sorted(pairs.items()))
+    if attr == "mounted":
+        return replace(state, mounted=new)
+    if attr == "auth_failed":
+        return replace(state, auth_failed=new)
+    raise ValueError(attr)
+
+
+def _apply_one(action: Action, ctx: Context) -> None:
+    memory = ctx.memory
     if isinstance(action, NoteHostItems):
         items = dict(action.items)
         for key in action.added + action.changed:
@@ -130,18 +267,79 @@ def _apply_one(action: Action, memory: Memory) -> None:
         for key in action.removed:
             log.info("pool %d: item %s removed", HOST_POOL, key)
         memory.seen_host_items = action.items
-        return
-    raise NotImplementedError(f"no executor for action {action.name()}")
-
-
-def apply(actions: Tuple[Action, ...], memory: Memory) -> List[Outcome]:
-    outcomes = []
-    for action in actions:
+    elif isinstance(action, SaveShares):
+        ctx.shares = replace(ctx.shares, drives=action.drives, seen=action.seen)
+        ctx.changed = True
+    elif isinstance(action, MountShare):
+        _mount_share(action, ctx)
+        log.info("share %s mounted at %s", action.source, action.spec.mountpoint)
+    elif isinstance(action, BindAlias):
+        os.makedirs(ctx.path(action.target), exist_ok=True)
+        result = run_command(["mount", "-o", "bind", ctx.path(action.source), ctx.path(action.target)], 10,
+                             ctx.should_stop)
+        if result.returncode != 0:
+            raise RuntimeError(f"bind {action.source} at {action.target}: {result.output}")
+        log.info("alias %s bound to %s", action.target, action.source)
+    elif isinstance(action, Unmount):
+        result = run_command(["umount", ctx.path(action.target)], 30, ctx.should_stop)
+        if result.returncode != 0:
+            raise RuntimeError(f"unmount {action.target}: {result.output}")
+        if action.target == action.drive:
+            ctx.shares = _without(ctx.shares, "mounted", action.drive)
+            ctx.changed = True
+        log.info("unmounted %s", action.target)
+    elif isinstance(action, RemoveDir):
         try:
-            _apply_one(action, memory)
+            os.rmdir(ctx.path(action.path))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.info("kept %s: %s", action.path, exc.strerror)
+        if action.path == action.drive:
+            ctx.shares = _without(ctx.shares, "mounted", action.drive)
+            ctx.changed = True
+    else:
+        raise NotImplementedError(f"no executor for action {action.name()}")
+
+
+def _backoff(ctx: Context, drive: str, error: str, auth: bool) -> None:
+    retry = ctx.settings.retry
+    old = ctx.memory.retries.get(drive)
+    failures = (old.failures if old else 0) + 1
+    delay = min(retry.max_seconds, retry.min_seconds * 2 ** (failures - 1))
+    if not auth:
+        ctx.memory.retries[drive] = Retry(failures, time.monotonic() + delay, error.splitlines()[-1] if error else "")
+
+
+def apply(actions: Tuple[Action, ...], ctx: Context) -> List[Outcome]:
+    outcomes = []
+    failed_drives = set()
+    for action in actions:
+        drive = getattr(action, "drive", None)
+        if drive is not None and drive in failed_drives:
+            outcomes.append(Outcome(action, False, "skipped: an earlier step for this drive failed"))
+            continue
+        try:
+            _apply_one(action, ctx)
         except Exception as exc:  # one failure never stops the others
-            log.error("%s failed: %s", action.name(), exc)
-            outcomes.append(Outcome(action, False, str(exc)))
+            message = str(exc)
+            if drive is not None:
+                failed_drives.add(drive)
+                _backoff(ctx, drive, message, isinstance(exc, MountFailed) and exc.auth)
+                if ctx.memory.last_errors.get(drive) != message:  # once per change, not per try
+                    log.error("%s %s failed: %s", action.name(), drive, message)
+                    ctx.memory.last_errors[drive] = message
+            else:
+                log.error("%s failed: %s", action.name(), message)
+            outcomes.append(Outcome(action, False, message))
         else:
+            if isinstance(action, MountShare):
+                ctx.memory.retries.pop(action.drive, None)
+                ctx.memory.last_errors.pop(action.drive, None)
             outcomes.append(Outcome(action, True))
+    if ctx.changed:
+        try:
+            write_atomic(ctx.path(ctx.settings.shares.state_file), ctx.shares.to_json(), mode=0o600)
+        except OSError as exc:
+            log.error("cannot save share state %s: %s", ctx.settings.shares.state_file, exc.strerror)
     return outcomes

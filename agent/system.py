@@ -1,8 +1,10 @@
 """The OS boundary: paths under --root, atomic file writes, processes."""
 
 import os
+import subprocess
 import tempfile
-from typing import List, Optional
+import time
+from typing import Callable, List, Optional
 
 
 def under(root: str, path: str) -> str:
@@ -76,3 +78,29 @@ def processes_named(root: str, name: str) -> List[int]:
         if comm is not None and comm.strip() == name[:15]:
             found.append(int(entry))
     return found
+
+
+class CommandResult:
+    def __init__(self, returncode: int, output: str) -> None:
+        self.returncode = returncode
+        self.output = output
+
+
+def run_command(argv: List[str], timeout: float, should_stop: Callable[[], bool] = lambda: False) -> CommandResult:
+    """Run argv (never through a shell), its stdout and stderr together;
+    killed on timeout, or when should_stop() turns true (SIGTERM)."""
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    except OSError as exc:
+        return CommandResult(127, f"{argv[0]}: {exc.strerror}")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            out, _ = proc.communicate(timeout=0.1)
+            return CommandResult(proc.returncode, out.decode("utf-8", "replace").strip())
+        except subprocess.TimeoutExpired:
+            if time.monotonic() > deadline or should_stop():
+                proc.kill()
+                out, _ = proc.communicate()
+                why = "timed out" if time.monotonic() > deadline else "stopped"
+                return CommandResult(124, f"{argv[0]} {why}: {out.decode('utf-8', 'replace').strip()}")

@@ -1,80 +1,63 @@
-"""A first look at moby-agent, for real, without a guest.
+"""The README's first command: the stand-in MobyLinuxVM doing its job.
 
-Runs `moby-agent run` against a fixture root (/tmp/moby-demo by default),
-then plays hv_kvp_daemon: pushes a `cifsmount` item into pool 0 exactly as
-the daemon writes it (fcntl lock, truncate, rewrite), deletes the pool
-directory as its init script does, and shows what the agent saw, its status,
-its plan and the items it keeps in pool 1 for the host.
+Builds (or reuses) the guest, boots it with Samba at 10.0.75.1 and the
+database over 9p, pushes a `cifsmount` item through the real hv_kvp_daemon
+as Hyper-V would, and shows the share mounted at /c and /C with a file
+written on the host side, rc-status and moby-agent status; then powers off.
+
+usage: tests/demo [--shell]     --shell: leave you at a shell in the guest
 """
 
-import fcntl
-import os
 import shutil
-import signal
-import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-from agent import kvp  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.vm.guest import SMB_PASSWORD, SMB_USER, Guest  # noqa: E402
 
 
-def daemon_write(path: Path, items) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.lockf(fd, fcntl.LOCK_EX)
-    with open(path, "wb") as f:  # fopen("w"): truncate, then write
-        f.write(kvp.encode(items))
-    fcntl.lockf(fd, fcntl.LOCK_UN)
-    os.close(fd)
-
-
-def agent(root: Path, *args: str) -> None:
-    print(f"$ moby-agent --root {root} {' '.join(args)}", flush=True)
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    subprocess.run([sys.executable, "-m", "agent", "--root", str(root), *args], env=env)
-    print(flush=True)
+def show(guest: Guest, *argv: str) -> None:
+    print(f"\n[guest]$ {' '.join(argv)}", flush=True)
+    r = guest.run(list(argv))
+    print((r.stdout + r.stderr).rstrip(), flush=True)
 
 
 def main() -> int:
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/moby-demo")
-    shutil.rmtree(root, ignore_errors=True)
-    pool_dir = root / "var" / "lib" / "hyperv"
-    pool_dir.mkdir(parents=True)
-    log = root / "agent.log"
-    print(f"== starting the agent against {root} (log: {log})")
-    with open(log, "w") as logf:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--root", str(root), "run"],
-            stderr=logf,
-            env=dict(os.environ, PYTHONPATH=str(REPO)),
-        )
+    shell = "--shell" in sys.argv[1:]
+    work = Path(tempfile.mkdtemp(prefix="moby-demo-"))
+    print("== building or reusing the stand-in guest (first time: a few minutes)", flush=True)
+    guest = Guest(work, console="stdio" if shell else "file")
     try:
-        time.sleep(0.5)
-        print("== the host pushes cifsmount (written as hv_kvp_daemon writes .kvp_pool_0)")
-        daemon_write(pool_dir / ".kvp_pool_0", [("cifsmount", "/c;/C;username=me,password=s3cret,noperm")])
-        time.sleep(0.3)
-        print("== hv_kvp_daemon's init script removes the pool directory, then the daemon recreates it")
-        shutil.rmtree(pool_dir)
-        time.sleep(0.3)
-        pool_dir.mkdir()
-        daemon_write(pool_dir / ".kvp_pool_0", [("cifsmount", "/c;/C;username=me,password=n3w,noperm")])
-        time.sleep(0.3)
-        print("== what the agent logged (passwords never appear)")
-        print(log.read_text())
-        agent(root, "kvp", "dump")
-        agent(root, "plan", "--json")
-        agent(root, "status")
-        agent(root, "kvp", "dump", "--pool", "1")
+        guest.start()
+        print(f"== booted to OpenRC's default runlevel in {guest.boot_seconds:.1f} s (TCG)", flush=True)
+        (guest.share / "hello-from-windows.txt").write_text("This file was written on the host side of share C.\n")
+        item = f"/c;/C;username={SMB_USER},password={SMB_PASSWORD.replace(',', ',,')},noperm,vers=3.1.1"
+        print("== the host pushes KVP item cifsmount (password hidden here and everywhere in the guest)", flush=True)
+        t0 = time.monotonic()
+        guest.kvp.set(0, "cifsmount", item)
+        guest.wait(lambda: guest.run(["test", "-f", "/C/hello-from-windows.txt"]).returncode == 0, timeout=30,
+                   what="the share")
+        print(f"== share usable at /C {time.monotonic() - t0:.1f} s after the push", flush=True)
+        show(guest, "moby-agent", "kvp", "dump")
+        show(guest, "sh", "-c", "grep cifs /proc/self/mountinfo | cut -d' ' -f5,9,10")
+        show(guest, "cat", "/c/hello-from-windows.txt")
+        show(guest, "ls", "-l", "/C/")
+        show(guest, "rc-status")
+        show(guest, "moby-agent", "status")
+        print("\n== what the host reads back from the guest pool (GuestExchangeItems):", flush=True)
+        for key, value in guest.kvp.enumerate(1):
+            print(f"   {key} = {value}")
+        if shell:
+            print("\n== you are at a shell in the guest (ttyS0); `poweroff` ends the demo", flush=True)
+            assert guest.qemu is not None
+            guest.qemu.wait()
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(5)
-    print(f"== agent stopped on SIGTERM, exit code {code}")
-    agent(root, "kvp", "dump", "--pool", "1")
-    leaked = "s3cret" in log.read_text() or "n3w" in log.read_text()
-    print("password in the log: " + ("YES (bug)" if leaked else "no"))
-    return 1 if leaked or code != 0 else 0
+        guest.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print("== powered off", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

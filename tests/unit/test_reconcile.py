@@ -1,5 +1,11 @@
 from agent import kvp, reconcile, status
-from agent.reconcile import Memory, NoteHostItems, Observation
+from agent.config import Settings
+from agent.mounts import SharesState
+from agent.reconcile import Context, Memory, NoteHostItems, Observation
+
+
+def ctx(tmp_path, memory=None):
+    return Context(Settings(), str(tmp_path), memory or Memory(), SharesState())
 
 
 def obs(items, seen=None, warnings=(), guest=()):
@@ -22,12 +28,12 @@ def test_plan_names_what_changed():
     assert (action.added, action.changed, action.removed) == (("c",), ("b",), ("d",))
 
 
-def test_nothing_to_do_after_apply():
-    o = obs([("cifsmount", "/c;/C;username=u,password=p,noperm")])
-    memory = Memory()
-    outcomes = reconcile.apply(reconcile.plan(o).actions, memory)
+def test_nothing_to_do_after_apply(tmp_path):
+    o = obs([("note", "x")])
+    c = ctx(tmp_path)
+    outcomes = reconcile.apply(reconcile.plan(o).actions, c)
     assert all(x.ok for x in outcomes)
-    assert reconcile.plan(obs(o.pools[0].items, seen=memory.seen_host_items)).actions == ()
+    assert reconcile.plan(obs(o.pools[0].items, seen=c.memory.seen_host_items)).actions == ()
 
 
 def test_empty_pool_and_no_memory_is_nothing_to_do():
@@ -44,17 +50,17 @@ def test_plan_json_carries_no_secret():
     assert "hunter2" not in str(p.as_dict())
 
 
-def test_one_failure_does_not_stop_the_others():
+def test_one_failure_does_not_stop_the_others(tmp_path):
     class Broken(reconcile.Action):
         def name(self):
             return "broken"
 
     good = NoteHostItems(added=("a",), changed=(), removed=(), items=(("a", "1"),))
-    memory = Memory()
-    outcomes = reconcile.apply((Broken(), good), memory)
+    c = ctx(tmp_path)
+    outcomes = reconcile.apply((Broken(), good), c)
     assert [o.ok for o in outcomes] == [False, True]
     assert "no executor" in outcomes[0].error
-    assert memory.seen_host_items == (("a", "1"),)
+    assert c.memory.seen_host_items == (("a", "1"),)
 
 
 def test_guest_items_are_rewritten_only_on_change():

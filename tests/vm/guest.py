@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 DATABASE = "com.docker.driver.amd64-linux"
 SMB_USER = "mobyshare"
-SMB_PASSWORD = "Pa55, word=with;odd chars"  # noqa: S105 - a test account's password
+SMB_PASSWORD = "Pa55, word=with spaces"  # noqa: S105 - a test account's password
 
 
 class GuestError(Exception):
@@ -73,19 +73,22 @@ SMB_CONF = """\
   path = {share}
   read only = no
   valid users = {user}
-  force user = {user}
+  # The share lives under the test's private (0700) directory: serve it as
+  # root, as Windows serves C: to its owner.
+  force user = root
   create mask = 0664
   directory mask = 0775
 """
 
 
 class Guest:
-    def __init__(self, workdir: Path, memory_mb: int = 1536) -> None:
+    def __init__(self, workdir: Path, memory_mb: int = 1536, console: str = "file") -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.kernel, self.initrd = build()
         self.memory_mb = memory_mb
         self.console = self.dir / "console.log"
+        self.console_mode = console  # "file", or "stdio": the guest's ttyS0 is this terminal
         self.share = self.dir / "share-C"
         self.db_root = self.dir / "db"
         self.db = self.db_root / "branch" / "master" / "ro" / DATABASE
@@ -112,8 +115,6 @@ class Guest:
         if subprocess.run(["id", SMB_USER], capture_output=True).returncode != 0:
             subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SMB_USER],
                            check=True)
-        shutil.chown(self.share, SMB_USER, SMB_USER)
-        self.share.chmod(0o777)
         (d / "smb.conf").write_text(SMB_CONF.format(d=d, share=self.share, user=SMB_USER))
         subprocess.run(
             ["smbpasswd", "-c", str(d / "smb.conf"), "-a", "-s", SMB_USER],
@@ -181,7 +182,7 @@ class Guest:
             "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", str(self.memory_mb), "-smp", "2",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-kernel", self.kernel, "-initrd", self.initrd, "-append", cmdline,
-            "-serial", f"file:{self.console}",
+            "-serial", f"file:{self.console}" if self.console_mode == "file" else "mon:stdio",
             "-netdev", "user,id=n0,net=10.0.75.0/24,host=10.0.75.1,dhcpstart=10.0.75.2",
             "-device", "virtio-net-pci,netdev=n0",
             "-virtfs", f"local,path={self.db_root},mount_tag=db,security_model=none",
@@ -193,7 +194,8 @@ class Guest:
         ]
         t0 = time.monotonic()
         qemu_log = open(self.dir / "qemu.log", "w")
-        self.qemu = subprocess.Popen(self._ns(*argv), stdout=subprocess.DEVNULL, stderr=qemu_log)
+        stdio = {} if self.console_mode == "stdio" else {"stdout": subprocess.DEVNULL, "stdin": subprocess.DEVNULL}
+        self.qemu = subprocess.Popen(self._ns(*argv), stderr=qemu_log, **stdio)  # type: ignore[call-overload]
         deadline = time.monotonic() + 10
         while not (self.dir / "exec.sock").exists():
             if time.monotonic() > deadline or self.qemu.poll() is not None:
@@ -206,6 +208,12 @@ class Guest:
         r = self.run(["cat", "/run/moby-vm.ready"], timeout=boot_timeout)
         if r.returncode != 0:
             raise GuestError("the guest did not reach the default runlevel:\n" + self.console_tail())
+        # The runlevel is up when supervise-daemon has started the agent; the
+        # agent is up when its first pass has written the status file.
+        r = self.run(["sh", "-c", "for i in $(seq 1 300); do [ -s /run/moby-agent/status.json ] && exit 0; "
+                      "sleep 0.1; done; exit 1"], timeout=60)
+        if r.returncode != 0:
+            raise GuestError("the agent wrote no status after boot:\n" + (self.read("/var/log/moby-agent.log") or ""))
         self.boot_seconds = time.monotonic() - t0
         self.kvp.wait_registered()
         self.kvp.timeout = 30
@@ -259,7 +267,8 @@ class Guest:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+                log = "\n".join((self.read("/var/log/moby-agent.log") or "").splitlines()[-15:])
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}; the agent's log ends:\n{log}")
             time.sleep(0.1)
 
     def console_tail(self, lines: int = 40) -> str:

@@ -96,10 +96,12 @@ class KvpHost:
         if error != HV_S_OK:
             raise KvpError(f"SET {key!r} in pool {pool}: error 0x{error:08x}")
 
-    def delete(self, pool: int, key: str) -> None:
+    def delete(self, pool: int, key: str, missing_ok: bool = False) -> None:
         k = key.encode()
         body = struct.pack("<I", len(k) + 1) + k.ljust(KEY_SIZE, b"\0")
         error, _ = self._transact(_msg(OP_DELETE, pool, body))
+        if error == HV_S_CONT and missing_ok:
+            return
         if error != HV_S_OK:
             raise KvpError(f"DELETE {key!r} in pool {pool}: error 0x{error:08x}")
 
