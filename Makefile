@@ -34,6 +34,8 @@ install:
 	install -d $(DESTDIR)$(LIBDIR)/agent
 	install -m 0644 $(AGENT_SOURCES) $(DESTDIR)$(LIBDIR)/agent/
 	install -D -m 0755 packaging/moby-agent.sh $(DESTDIR)$(PREFIX)/bin/moby-agent
+	install -D -m 0755 packaging/mobyconfig.sh $(DESTDIR)$(PREFIX)/bin/mobyconfig
+	install -d $(DESTDIR)/etc/moby-agent/daemon.json.d
 	install -D -m 0755 openrc/moby-agent $(DESTDIR)/etc/init.d/moby-agent
 	install -D -m 0644 openrc/moby-agent.confd $(DESTDIR)/etc/conf.d/moby-agent
 	install -D -m 0755 openrc/hv_kvp_daemon $(DESTDIR)/etc/init.d/hv_kvp_daemon

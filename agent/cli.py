@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
     health = sub.add_parser("health", help="ask the running agent's loop for a heartbeat (the OpenRC healthcheck)")
     health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
 
+    cfg = sub.add_parser("config", help="read the host's configuration database (mobyconfig)")
+    cfg.add_argument("verb", choices=["get", "exists", "dir", "path", "find", "set"])
+    cfg.add_argument("key", nargs="?", default="")
+    cfg.add_argument("value", nargs="?")
+
+    sub.add_parser("daemon-json", help="print the daemon.json the agent would write (or why it would not)")
+
     sub.add_parser("doctor", help="check what the agent depends on; OK / WARN / FAIL, exit 1 on any FAIL")
 
     kv = sub.add_parser("kvp", help="read and write KVP pool items")
@@ -166,6 +173,64 @@ def _cmd_health(args: argparse.Namespace, settings: config.Settings) -> int:
     return 1
 
 
+def _cmd_config(args: argparse.Namespace, settings: config.Settings) -> int:
+    """mobyconfig's verbs, with its messages and exit codes."""
+    from agent import database
+
+    if args.verb == "set":
+        print(database.IMMUTABLE, file=sys.stderr)
+        return 1
+    dbs = settings.database
+    name = database.parse_cmdline(read_text(under(args.root, dbs.cmdline)) or "", dbs.label)
+    if name is None:
+        print(database.NOT_FOUND, file=sys.stderr)
+        return 1
+    top = under(args.root, database.base(dbs.mount_point, name))
+    try:
+        if args.verb == "path":
+            print(database.path(database.base(dbs.mount_point, name), args.key))
+            return 0
+        if args.verb == "exists":
+            return 0 if database.exists(top, args.key) else 1
+        if args.verb == "dir":
+            print("\n".join(database.listdir(top, args.key)))
+            return 0
+        if args.verb == "find":
+            print("\n".join(database.find(top, args.key)))
+            return 0
+        value = database.get(top, args.key)
+    except database.DatabaseError as exc:
+        print(f"mobyconfig: {exc}", file=sys.stderr)
+        return 1
+    if value is None:
+        return 1
+    sys.stdout.write(value)
+    return 0
+
+
+def _cmd_daemon_json(args: argparse.Namespace, settings: config.Settings) -> int:
+    from agent import dockerconfig, reconcile
+
+    obs = reconcile.observe(settings, args.root, None)
+    inputs = obs.host_inputs
+    db = inputs.database or {}
+    layers = dockerconfig.Layers(
+        dropins=inputs.dropins,
+        database=db.get("etc/docker/daemon.json"),
+        insecure_registry=db.get("insecure-registry"),
+        proxy_http=db.get("proxy/http"),
+        proxy_https=db.get("proxy/https"),
+        proxy_exclude=db.get("proxy/exclude"),
+    )
+    try:
+        doc = dockerconfig.render(layers, inputs.docker_opts, inputs.dockerd_version)
+    except dockerconfig.ConfigProblem as exc:
+        print(f"moby-agent: daemon.json would not be written: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(dockerconfig.encode(doc))
+    return 0
+
+
 def _cmd_doctor(args: argparse.Namespace, settings: config.Settings) -> int:
     from agent.doctor import FAIL, Doctor
 
@@ -207,6 +272,10 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _cmd_health(args, settings)
         if args.command == "doctor":
             return _cmd_doctor(args, settings)
+        if args.command == "config":
+            return _cmd_config(args, settings)
+        if args.command == "daemon-json":
+            return _cmd_daemon_json(args, settings)
     except kvp.KvpError as exc:
         print(f"moby-agent: {exc}; nothing was written", file=sys.stderr)
         return 1

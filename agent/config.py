@@ -8,6 +8,7 @@ expected; the agent does not start on it.
 import dataclasses
 import re
 import sys
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Tuple
 
@@ -41,12 +42,24 @@ class DatabaseSettings:
     mount_point: str = "/Database"
     tag: str = "db"
     options: str = "trans=virtio,dfltuid=1001,dfltgid=50,version=9p2000"
+    poll_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
 class DockerSettings:
     daemon_json: str = "/etc/docker/daemon.json"
     socket: str = "/var/run/docker.sock"
+    pidfile: str = "/var/run/docker.pid"
+    dropin_dir: str = "/etc/moby-agent/daemon.json.d"
+    confd: str = "/etc/conf.d/docker"
+    dockerd: str = "dockerd"
+    restart_command: Tuple[str, ...] = ("rc-service", "docker", "restart")
+    verify_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    interface: str = "eth0"
 
 
 @dataclass(frozen=True)
@@ -85,12 +98,17 @@ class Settings:
     retry: RetrySettings = field(default_factory=RetrySettings)
     watch: WatchSettings = field(default_factory=WatchSettings)
     shares: SharesSettings = field(default_factory=SharesSettings)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
 
 
 def _convert(where: str, key: str, value: Any, kind: Any) -> Any:
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
+            raise ConfigError(f"{where}: {key}: expected a non-empty list of strings, got {value!r}")
+        return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind in (int, float) and isinstance(value, bool):
@@ -141,6 +159,9 @@ def _check(settings: Settings, where: str) -> None:
         raise ConfigError(f"{where}: shares.mount_pattern: expected a regular expression: {exc}") from None
     if not 0 <= settings.shares.max_id <= 2**32 - 2:
         raise ConfigError(f"{where}: shares.max_id: expected 0 to 4294967294, got {settings.shares.max_id}")
+    if settings.database.poll_seconds < 0:
+        got = settings.database.poll_seconds
+        raise ConfigError(f"{where}: database.poll_seconds: expected 0 (off) or more, got {got}")
     if not 0 < settings.shares.mount_timeout <= 600:
         got = settings.shares.mount_timeout
         raise ConfigError(f"{where}: shares.mount_timeout: expected 0 < seconds <= 600, got {got}")
@@ -156,6 +177,9 @@ def _paths(settings: Settings) -> List[Tuple[str, str]]:
         ("database.mount_point", settings.database.mount_point),
         ("docker.daemon_json", settings.docker.daemon_json),
         ("docker.socket", settings.docker.socket),
+        ("docker.pidfile", settings.docker.pidfile),
+        ("docker.dropin_dir", settings.docker.dropin_dir),
+        ("docker.confd", settings.docker.confd),
         ("status.file", settings.status.file),
         ("shares.state_file", settings.shares.state_file),
     ]

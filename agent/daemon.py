@@ -19,6 +19,13 @@ from agent.watch import PoolWatcher
 
 log = logging.getLogger("moby-agent")
 
+
+def _describe(action: Any) -> str:
+    if action.name() in ("reload-docker", "restart-docker"):
+        return f"{action.name()} (applied and verified)"
+    target = getattr(action, "path", None) or getattr(action, "target", None) or getattr(action, "address", "")
+    return f"{action.name()} {target}".strip()
+
 # rtnetlink multicast groups: links, IPv4 addresses and routes.
 _RTMGRP_LINK, _RTMGRP_IPV4_IFADDR, _RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 
@@ -58,6 +65,7 @@ class Agent:
         }
         self.heartbeat = time.time()
         self.drives: Dict[str, str] = {}
+        self.rerun = False
         self.waiting_for_network = False
         self._logged_problems: Set[str] = set()
         self._stop = False
@@ -78,6 +86,7 @@ class Agent:
         self._logged_problems = set(plan.problems)
         ctx = reconcile.Context(self.settings, self.root, self.memory, obs.shares, lambda: self._stop)
         outcomes = reconcile.apply(plan.actions, ctx)
+        self.rerun = ctx.rerun
         self.passes += 1
         self.waiting_for_network = plan.waiting_for_network
         self._update_capabilities(obs, plan, outcomes)
@@ -111,6 +120,39 @@ class Agent:
                 cap = status.capability("ok", action)
         self.capabilities["pool"] = cap
         self._update_shares(plan, outcomes)
+        self._update_host(plan, outcomes)
+
+    def _update_host(self, plan: reconcile.Plan, outcomes: List[reconcile.Outcome]) -> None:
+        """database, docker_config, network: what the plan said, what its
+        actions did; a failed action or a problem of the capability is its error."""
+        daemon_json = self.settings.docker.daemon_json
+
+        def owner(action: Any) -> str:
+            name = action.name()
+            if name in ("reload-docker", "restart-docker") or getattr(action, "path", None) == daemon_json:
+                return "docker_config"
+            if name in ("set-address", "set-default-route"):
+                return "network"
+            return "database" if name in ("mount-database", "write-file", "apply-sysctl") else ""
+
+        prefixes = {"database": "database", "docker_config": "daemon.json", "network": "network"}
+        for name, prefix in prefixes.items():
+            note = plan.notes.get(name, "")
+            mine = [o for o in outcomes if owner(o.action) == name]
+            done = [o for o in mine if o.ok]
+            if done:
+                note += "; did " + ", ".join(_describe(o.action) for o in done)
+            failed = [o for o in mine if not o.ok]
+            problems = [p for p in plan.problems if p.startswith(prefix)]
+            if failed:
+                cap = status.capability("error", note, failed[0].error)
+            elif problems:
+                cap = status.capability("error", note, problems[0])
+            elif note.startswith(("no com.docker", "not static", "nothing to render")):
+                cap = status.capability("inactive", note)
+            else:
+                cap = status.capability("ok", note)
+            self.capabilities[name] = cap
 
     def _update_shares(self, plan: reconcile.Plan, outcomes: List[reconcile.Outcome]) -> None:
         states = dict(plan.drive_states)
@@ -191,10 +233,12 @@ class Agent:
             self._usr1 = True
 
     def _timeout(self) -> Optional[float]:
-        """None (block) unless a retry is scheduled: no timer while idle."""
-        if not self.memory.retries:
-            return None
-        return max(0.0, min(r.next_at for r in self.memory.retries.values()) - time.monotonic())
+        """None (block) unless a retry is scheduled or database polling is
+        configured: no timer while idle."""
+        times = [r.next_at - time.monotonic() for r in self.memory.retries.values()]
+        if self.settings.database.poll_seconds > 0:
+            times.append(self.settings.database.poll_seconds)
+        return max(0.0, min(times)) if times else None
 
     def _reload(self) -> None:
         try:
@@ -221,7 +265,7 @@ class Agent:
             while not self._stop:
                 if due:
                     self.run_pass()
-                    due = False
+                    due = self.rerun  # e.g. the database was just mounted: read it now
                 if self._stop:
                     break
                 fds = [watcher.fileno(), rfd] + ([links.fileno()] if links else [])

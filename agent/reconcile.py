@@ -13,9 +13,22 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from agent import kvp
+from agent import database, dockerconfig, kvp
 from agent.action import Action
 from agent.config import Settings
+from agent.hostconfig import (
+    COPIED,
+    ApplyDocker,
+    ApplySysctl,
+    HostInputs,
+    MountDatabase,
+    NetState,
+    SetAddress,
+    SetRoute,
+    WriteFile,
+    plan_host,
+    static_network,
+)
 from agent.mounts import (
     BindAlias,
     MountEntry,
@@ -29,7 +42,7 @@ from agent.mounts import (
     plan_shares,
 )
 from agent.shares import Limits, credentials_file, redact_item
-from agent.system import read_text, run_command, under, write_atomic
+from agent.system import pid_alive, read_text, run_command, under, write_atomic
 
 log = logging.getLogger("moby-agent")
 
@@ -54,6 +67,8 @@ class Observation:
     network_ok: Optional[bool] = None
     now: float = 0.0
     retries: Mapping[str, Retry] = field(default_factory=dict)
+    host_inputs: HostInputs = HostInputs()
+    settings: Settings = Settings()
 
 
 @dataclass(frozen=True)
@@ -83,6 +98,7 @@ class Plan:
     problems: Tuple[str, ...]
     drive_states: Mapping[str, str] = field(default_factory=dict)
     waiting_for_network: bool = False
+    notes: Mapping[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> Dict[str, object]:
         return {"actions": [a.as_dict() for a in self.actions], "problems": list(self.problems)}
@@ -130,6 +146,8 @@ def observe(
     if retries and root in ("", "/"):
         network_ok = network(settings.host.address)
     return Observation(
+        host_inputs=observe_host(settings, root, mounts),
+        settings=settings,
         pool_dir_exists=os.path.isdir(pool_dir),
         pools=pools,
         seen_host_items=seen_host_items,
@@ -142,6 +160,97 @@ def observe(
         now=time.monotonic(),
         retries=dict(retries or {}),
     )
+
+
+def _dockerd_version(settings: Settings) -> Tuple[int, int]:
+    result = run_command([settings.docker.dockerd, "--version"], 10)
+    return dockerconfig.version_of(result.output) if result.returncode == 0 else (20, 10)
+
+
+_VERSION_CACHE: Dict[str, Tuple[int, int]] = {}
+
+
+def _pid_from(path: str) -> Optional[int]:
+    text = read_text(path)
+    try:
+        return int(text.strip()) if text else None
+    except ValueError:
+        return None
+
+
+def observe_host(settings: Settings, root: str, mounts: Tuple[MountEntry, ...]) -> HostInputs:
+    """The database tree, drop-ins, DOCKER_OPTS, current files, dockerd and
+    (only when the database asks for a static address) the interface."""
+    dbs = settings.database
+    name = database.parse_cmdline(read_text(under(root, dbs.cmdline)) or "", dbs.label)
+    mounted = any(m.target == dbs.mount_point for m in mounts)
+    tree: Optional[Dict[str, str]] = None
+    error = None
+    if name is not None and mounted:
+        top = under(root, database.base(dbs.mount_point, name))
+        if os.path.isdir(top):
+            try:
+                tree = database.read_tree(top)
+            except (OSError, database.DatabaseError) as exc:
+                error = str(exc)
+        else:
+            error = f"{database.base(dbs.mount_point, name)} does not exist"
+    dropin_dir = under(root, settings.docker.dropin_dir)
+    try:
+        names = dockerconfig.dropin_names(os.listdir(dropin_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        names = []
+    dropins = tuple((n, read_text(os.path.join(dropin_dir, n)) or "") for n in names)
+    files: Dict[str, Optional[str]] = {}
+    for key in list(tree or {}):
+        target = COPIED.get(key)
+        if target is None and key.startswith("etc/docker/"):
+            target = "/" + key
+        if target:
+            files[target] = read_text(under(root, target))
+    pid = _pid_from(under(root, settings.docker.pidfile))
+    running = pid is not None and pid_alive(pid)
+    version = _VERSION_CACHE.get(settings.docker.dockerd)
+    if version is None and (tree or dropins):
+        version = _VERSION_CACHE[settings.docker.dockerd] = _dockerd_version(settings)
+    net = None
+    try:
+        static = static_network(tree or {})
+    except ValueError:
+        static = None
+    if static is not None and root in ("", "/"):
+        net = read_net(settings.network.interface)
+    return HostInputs(
+        database_name=name,
+        database_mounted=mounted,
+        database=tree,
+        database_error=error,
+        dropins=dropins,
+        docker_opts=dockerconfig.docker_opts_from_confd(read_text(under(root, settings.docker.confd)) or ""),
+        daemon_json=read_text(under(root, settings.docker.daemon_json)),
+        dockerd_running=running,
+        dockerd_version=version or (20, 10),
+        files=files,
+        interface=settings.network.interface,
+        net=net,
+    )
+
+
+def read_net(interface: str) -> NetState:
+    """IPv4 addresses on the interface and the default route's gateway."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        links = ipr.link_lookup(ifname=interface)
+        if not links:
+            return NetState((), None)
+        addrs = tuple(
+            (a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(index=links[0], family=2)
+        )
+        gateway = None
+        for route in ipr.get_default_routes(family=2):
+            gateway = route.get_attr("RTA_GATEWAY")
+        return NetState(addrs, gateway)
 
 
 def plan(obs: Observation) -> Plan:
@@ -168,7 +277,12 @@ def plan(obs: Observation) -> Plan:
                          obs.retries)
     actions.extend(shares.actions)
     problems.extend(shares.problems)
-    return Plan(tuple(actions), tuple(problems), shares.drive_states, shares.waiting_for_network)
+    s = obs.settings
+    host_plan = plan_host(obs.host_inputs, mount_point=s.database.mount_point, tag=s.database.tag,
+                          options=s.database.options, daemon_json=s.docker.daemon_json)
+    actions.extend(host_plan.actions)
+    problems.extend(host_plan.problems)
+    return Plan(tuple(actions), tuple(problems), shares.drive_states, shares.waiting_for_network, host_plan.notes)
 
 
 @dataclass
@@ -178,6 +292,7 @@ class Memory:
     seen_host_items: Optional[Tuple[kvp.Item, ...]] = None
     retries: Dict[str, Retry] = field(default_factory=dict)
     last_errors: Dict[str, str] = field(default_factory=dict)
+    docker_result: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -198,6 +313,7 @@ class Context:
     shares: SharesState
     should_stop: Callable[[], bool] = lambda: False
     changed: bool = False
+    rerun: bool = False
 
     def path(self, p: str) -> str:
         return under(self.root, p)
@@ -298,8 +414,88 @@ def _apply_one(action: Action, ctx: Context) -> None:
         if action.path == action.drive:
             ctx.shares = _without(ctx.shares, "mounted", action.drive)
             ctx.changed = True
+    elif isinstance(action, MountDatabase):
+        os.makedirs(ctx.path(action.target), exist_ok=True)
+        result = run_command(["mount", "-t", "9p", "-o", action.options, action.tag, ctx.path(action.target)], 30,
+                             ctx.should_stop)
+        if result.returncode != 0:
+            raise RuntimeError(f"mount 9p {action.tag} at {action.target}: {result.output}")
+        ctx.rerun = True  # read the database in a pass of its own
+        log.info("database mounted at %s", action.target)
+    elif isinstance(action, WriteFile):
+        write_atomic(ctx.path(action.path), action.content.encode())
+        log.info("wrote %s (from %s)", action.path, action.source)
+    elif isinstance(action, ApplySysctl):
+        result = run_command(["sysctl", "-p", ctx.path(action.path)], 10, ctx.should_stop)
+        if result.returncode != 0:
+            raise RuntimeError(f"sysctl -p {action.path}: {result.output}")
+    elif isinstance(action, ApplyDocker):
+        ctx.memory.docker_result = _apply_docker(action, ctx)
+    elif isinstance(action, SetAddress):
+        _set_address(action)
+        log.info("address %s/%d set on %s", action.address, action.prefix, action.interface)
+    elif isinstance(action, SetRoute):
+        _set_route(action)
+        log.info("default route via %s", action.gateway)
     else:
         raise NotImplementedError(f"no executor for action {action.name()}")
+
+
+def _apply_docker(action: ApplyDocker, ctx: Context) -> str:
+    """Reload or restart dockerd, then check /info; returns what was found."""
+    import signal as _signal
+
+    from agent.dockerapi import DockerAPI, DockerError
+
+    docker = ctx.settings.docker
+    if action.how == "reload":
+        pid = _pid_from(ctx.path(docker.pidfile))
+        if pid is None:
+            raise RuntimeError(f"no pid in {docker.pidfile}")
+        os.kill(pid, _signal.SIGHUP)
+        log.info("dockerd (pid %d) reloaded with SIGHUP for %s", pid, ", ".join(action.changed))
+    else:
+        result = run_command(list(docker.restart_command), docker.verify_timeout + 30, ctx.should_stop)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(docker.restart_command)}: {result.output}")
+        log.info("dockerd restarted for %s", ", ".join(action.changed))
+    api = DockerAPI(ctx.path(docker.socket), timeout=5)
+    deadline = time.monotonic() + docker.verify_timeout
+    diffs: List[str] = ["dockerd did not answer"]
+    try:
+        while time.monotonic() < deadline and not ctx.should_stop():
+            try:
+                if api.ping():
+                    diffs = dockerconfig.differences(api.info(), action.expected)
+                    if not diffs:
+                        return "applied and verified"
+            except DockerError as exc:
+                diffs = [str(exc)]
+            time.sleep(0.2)
+    finally:
+        api.close()
+    raise RuntimeError("applied, but " + "; ".join(diffs))
+
+
+def _set_address(action: SetAddress) -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=action.interface)[0]
+        # The old addresses go first: deleting a primary address also drops
+        # the secondaries of its subnet (promote_secondaries is off).
+        for address, prefix in action.remove:
+            ipr.addr("del", index=index, address=address, prefixlen=prefix)
+        ipr.addr("add", index=index, address=action.address, prefixlen=action.prefix)
+        ipr.link("set", index=index, state="up")
+
+
+def _set_route(action: SetRoute) -> None:
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        index = ipr.link_lookup(ifname=action.interface)[0]
+        ipr.route("replace", dst="0.0.0.0/0", gateway=action.gateway, oif=index)
 
 
 def _backoff(ctx: Context, drive: str, error: str, auth: bool) -> None:
@@ -326,16 +522,15 @@ def apply(actions: Tuple[Action, ...], ctx: Context) -> List[Outcome]:
             if drive is not None:
                 failed_drives.add(drive)
                 _backoff(ctx, drive, message, isinstance(exc, MountFailed) and exc.auth)
-                if ctx.memory.last_errors.get(drive) != message:  # once per change, not per try
-                    log.error("%s %s failed: %s", action.name(), drive, message)
-                    ctx.memory.last_errors[drive] = message
-            else:
-                log.error("%s failed: %s", action.name(), message)
+            what = f"{action.name()} {drive}" if drive is not None else action.name()
+            if ctx.memory.last_errors.get(what) != message:  # once per change, not per try
+                log.error("%s failed: %s", what, message)
+                ctx.memory.last_errors[what] = message
             outcomes.append(Outcome(action, False, message))
         else:
             if isinstance(action, MountShare):
                 ctx.memory.retries.pop(action.drive, None)
-                ctx.memory.last_errors.pop(action.drive, None)
+            ctx.memory.last_errors.pop(f"{action.name()} {drive}" if drive is not None else action.name(), None)
             outcomes.append(Outcome(action, True))
     if ctx.changed:
         try:

@@ -49,7 +49,8 @@ def clean(guest):
     unshare_all(guest)
     guest.kvp.delete(0, "cifsmount", missing_ok=True)
     guest.kvp.delete(0, "cifsumount", missing_ok=True)
-    guest.sh("rm -f /etc/moby-agent/agent.toml; rc-service moby-agent reload")
+    guest.sh("[ -e /etc/moby-agent/agent.toml.orig ] && mv /etc/moby-agent/agent.toml.orig /etc/moby-agent/agent.toml;"
+             " rc-service moby-agent reload")
 
 
 def test_cifsmount_mounts_within_5s_both_ways(clean):
@@ -174,7 +175,8 @@ def test_refused_credentials_are_reported_and_not_retried(clean):
 
 def test_samba_down_then_up_mounts_within_the_backoff_bound(clean):
     guest = clean
-    guest.sh("printf '[retry]\\nmin_seconds = 1\\nmax_seconds = 4\\n' > /etc/moby-agent/agent.toml")
+    guest.sh("cp /etc/moby-agent/agent.toml /etc/moby-agent/agent.toml.orig;"
+             " printf '[retry]\\nmin_seconds = 1\\nmax_seconds = 4\\n' >> /etc/moby-agent/agent.toml")
     guest.stop_samba()
     try:
         assert guest.run(["rc-service", "moby-agent", "restart"]).returncode == 0  # as at boot

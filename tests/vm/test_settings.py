@@ -1,0 +1,74 @@
+"""Settings from the host's database over virtio-9p, in the stand-in guest."""
+
+import json
+import time
+
+HOSTS = "127.0.0.1 localhost\n10.0.75.1 host.docker.internal\n"
+
+
+def status(guest):
+    return json.loads(guest.read("/run/moby-agent/status.json"))
+
+
+def test_database_is_mounted_and_mobyconfig_reads_it(guest):
+    guest.wait(lambda: status(guest)["capabilities"]["database"]["state"] == "ok", timeout=10,
+               what="the database capability")
+    mounts = guest.read("/proc/self/mountinfo")
+    assert any(line.split()[4] == "/Database" and " 9p " in line for line in mounts.splitlines())
+    guest.write_db("network", "hybrid\n")
+    r = guest.run(["mobyconfig", "get", "network"])
+    assert (r.returncode, r.stdout) == (0, "hybrid\n")
+    assert guest.run(["mobyconfig", "exists", "network"]).returncode == 0
+    assert guest.run(["mobyconfig", "exists", "nothing"]).returncode == 1
+    r = guest.run(["mobyconfig", "set", "network", "x"])
+    assert r.returncode == 1 and "Configuration is immutable" in r.stderr
+    assert guest.run(["mobyconfig", "path", "network"]).stdout.strip() == \
+        "/Database/branch/master/ro/com.docker.driver.amd64-linux/network"
+
+
+def test_database_drives_daemon_json_address_and_hosts_on_a_generation_bump(guest):
+    guest.write_db("etc/docker/daemon.json", '{"debug": true, "registry-mirrors": ["https://mirror.test"]}')
+    guest.write_db("insecure-registry", "reg.test:5000")
+    guest.write_db("etc/hosts", HOSTS)
+    guest.write_db("net/config", "static")
+    guest.write_db("net/address", "10.0.75.5")
+    guest.write_db("net/netmask", "255.255.255.0")
+    guest.write_db("net/gateway", "10.0.75.1")
+    t0 = time.monotonic()
+    guest.kvp.set(0, "com.docker.database.generation", "1")
+    guest.wait(lambda: guest.read("/etc/hosts") == HOSTS, timeout=5, what="/etc/hosts")
+    guest.wait(lambda: "10.0.75.5/24" in guest.run(["ip", "-4", "addr", "show", "eth0"]).stdout, timeout=5,
+               what="the static address")
+    print(f"generation bump to settings applied: {time.monotonic() - t0:.2f} s")
+    daemon_json = json.loads(guest.read("/etc/docker/daemon.json"))
+    assert daemon_json == {"debug": True, "registry-mirrors": ["https://mirror.test"],
+                           "insecure-registries": ["reg.test:5000"]}
+    assert "default via 10.0.75.1 dev eth0" in guest.run(["ip", "route"]).stdout
+    assert "10.0.75.2/" not in guest.run(["ip", "-4", "addr", "show", "eth0"]).stdout
+    caps = status(guest)["capabilities"]
+    assert caps["network"]["state"] == "ok" and "static 10.0.75.5/24 via 10.0.75.1" in caps["network"]["last_action"]
+    assert "dockerd not running" in caps["docker_config"]["last_action"]
+
+    # A changed key plus a bump: applied within 5 s.
+    guest.write_db("etc/docker/daemon.json", '{"debug": false}')
+    t0 = time.monotonic()
+    guest.kvp.set(0, "com.docker.database.generation", "2")
+    guest.wait(lambda: json.loads(guest.read("/etc/docker/daemon.json")).get("debug") is False, timeout=5,
+               what="the changed daemon.json")
+    print(f"changed key to daemon.json: {time.monotonic() - t0:.2f} s")
+
+    # A broken value: the previous daemon.json stays, the status says why.
+    before = guest.read("/etc/docker/daemon.json")
+    guest.write_db("etc/docker/daemon.json", '{"debug": fals')
+    guest.kvp.set(0, "com.docker.database.generation", "3")
+    guest.wait(lambda: status(guest)["capabilities"]["docker_config"]["state"] == "error", timeout=5,
+               what="the problem in the status")
+    assert guest.read("/etc/docker/daemon.json") == before
+    assert "not valid JSON" in status(guest)["capabilities"]["docker_config"]["last_error"]
+
+    # Back to DHCP's address for the tests that follow.
+    guest.remove_db("net")
+    guest.remove_db("etc")
+    guest.remove_db("insecure-registry")
+    guest.kvp.set(0, "com.docker.database.generation", "4")
+    guest.sh("ip addr flush dev eth0 && busybox udhcpc -i eth0 -n -q -s /usr/lib/moby-vm/udhcpc.script")
