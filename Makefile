@@ -7,7 +7,7 @@ LIBDIR    ?= $(PREFIX)/lib/moby-agent
 
 AGENT_SOURCES := $(wildcard agent/*.py)
 
-.PHONY: all test lint install bench demo demo-shell demo-root clean
+.PHONY: all test lint install bench demo demo-shell demo-root image image-test clean
 
 all: test
 
@@ -16,7 +16,7 @@ test:
 
 # Lint alone (the test command runs it too).
 lint:
-	venv=$$(sh tests/tools/setup) && $$venv/bin/ruff check agent tests bench && $$venv/bin/mypy
+	sh tests/tools/lint "$$(sh tests/tools/setup)"
 
 demo:
 	sh tests/demo
@@ -33,8 +33,8 @@ demo-root:
 install:
 	install -d $(DESTDIR)$(LIBDIR)/agent
 	install -m 0644 $(AGENT_SOURCES) $(DESTDIR)$(LIBDIR)/agent/
-	install -D -m 0755 packaging/moby-agent.sh $(DESTDIR)$(PREFIX)/bin/moby-agent
-	install -D -m 0755 packaging/mobyconfig.sh $(DESTDIR)$(PREFIX)/bin/mobyconfig
+	install -D -m 0755 packaging/moby-agent $(DESTDIR)$(PREFIX)/bin/moby-agent
+	install -D -m 0755 packaging/mobyconfig $(DESTDIR)$(PREFIX)/bin/mobyconfig
 	install -d $(DESTDIR)/etc/moby-agent/daemon.json.d
 	install -D -m 0755 openrc/moby-agent $(DESTDIR)/etc/init.d/moby-agent
 	install -D -m 0644 openrc/moby-agent.confd $(DESTDIR)/etc/conf.d/moby-agent
@@ -45,6 +45,13 @@ install:
 bench:
 	@venv=$$(sh tests/tools/setup) && for b in bench/*.py; do \
 	  echo "== $$b"; PYTHONPATH=$(CURDIR) $$venv/bin/python $$b || exit 1; done
+
+# The Alpine image (Dockerfile); both exit 0 with a message without a Docker engine.
+image:
+	sh packaging/image-test
+
+image-test:
+	sh packaging/image-test test
 
 clean:
 	rm -rf build dist *.egg-info

@@ -1,0 +1,54 @@
+"""One install layout for the image, the package and the stand-in guest."""
+
+import subprocess
+from pathlib import Path
+
+from agent import __version__
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def installed(tmp_path):
+    subprocess.run(["make", "-s", "-C", str(REPO), "install", f"DESTDIR={tmp_path}"], check=True)
+    out = []
+    for p in sorted(tmp_path.rglob("*")):
+        if p.is_file() or p.is_symlink() or (p.is_dir() and not any(p.iterdir())):
+            out.append("/" + str(p.relative_to(tmp_path)))
+    return sorted(out)
+
+
+def test_make_install_lays_out_exactly_the_listed_files(tmp_path):
+    listed = (REPO / "packaging" / "files.txt").read_text().split()
+    assert installed(tmp_path) == listed, "update packaging/files.txt with the new layout"
+    assert (tmp_path / "etc" / "init.d" / "moby-agent").stat().st_mode & 0o111
+    assert (tmp_path / "usr" / "bin" / "mobyconfig").stat().st_mode & 0o111
+
+
+def apkbuild(var):
+    script = f'. "{REPO}/packaging/alpine/APKBUILD"; printf %s "${var}"'
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
+                          cwd=REPO / "packaging" / "alpine").stdout
+
+
+def test_apkbuild_matches_the_project():
+    assert apkbuild("pkgname") == "moby-agent"
+    assert apkbuild("pkgver") == __version__
+    depends = apkbuild("depends").split()
+    for dep in ("python3", "py3-inotify-simple", "py3-pyroute2", "py3-requests", "py3-tomli", "openrc",
+                "cifs-utils", "hvtools"):
+        assert dep in depends
+    post_install = REPO / "packaging" / "alpine" / apkbuild("install")
+    assert post_install.stat().st_mode & 0o111
+    assert "rc-update add moby-agent default" in post_install.read_text()
+    body = (REPO / "packaging" / "alpine" / "APKBUILD").read_text()
+    assert 'make -C "$builddir" install DESTDIR="$pkgdir"' in body
+
+
+def test_image_and_guest_install_with_make_install():
+    dockerfile = (REPO / "Dockerfile").read_text()
+    assert "make -C /src/moby-agent install" in dockerfile
+    assert dockerfile.startswith("#") and "FROM alpine:3.20" in dockerfile
+    for pkg in ("py3-inotify-simple", "py3-pyroute2", "py3-requests", "py3-tomli", "cifs-utils", "hvtools",
+                "openrc"):
+        assert pkg in dockerfile
+    assert 'make -s -C "$repo" install DESTDIR="$stage"' in (REPO / "tests" / "vm" / "build-guest").read_text()
