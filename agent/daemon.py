@@ -14,6 +14,7 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 from agent import kvp, reconcile, status
 from agent.config import ConfigError, Settings
+from agent.mounts import digest
 from agent.system import under, write_atomic
 from agent.watch import PoolWatcher
 
@@ -95,6 +96,10 @@ class Agent:
             "time": status.now_iso(),
             "duration_ms": round((t1 - t0) * 1000, 3),
             "plan_ms": round((t_planned - t0) * 1000, 3),
+            # When planning ended (CLOCK_MONOTONIC, comparable across
+            # processes) and what pool 0 held: how benchmarks measure reaction.
+            "planned_monotonic": t_planned,
+            "pool0_digest": digest(repr(obs.pools[reconcile.HOST_POOL].items)),
             "actions": len(plan.actions),
             "failed": sum(1 for o in outcomes if not o.ok),
         }

@@ -72,15 +72,29 @@ def decode(data: bytes) -> Pool:
             f"(file size {len(data)} is not a multiple of {RECORD_SIZE})"
         )
     items: Dict[str, str] = {}
+    find = data.find
     for index in range(count):
         base = index * RECORD_SIZE
-        key = _field(data, base, KEY_SIZE, "key", index, warnings)
+        # The common case inline (NUL found, valid UTF-8); _field otherwise.
+        kend = find(b"\0", base, base + KEY_SIZE)
+        vstart = base + KEY_SIZE
+        vend = find(b"\0", vstart, vstart + VALUE_SIZE)
+        key = value = None
+        if kend >= 0 and vend >= 0:
+            try:
+                key = data[base:kend].decode()
+                value = data[vstart:vend].decode()
+            except UnicodeDecodeError:
+                key = None
+        if key is None or value is None:
+            key = _field(data, base, KEY_SIZE, "key", index, warnings)
+            value = _field(data, vstart, VALUE_SIZE, "value", index, warnings)
         if not key:
             warnings.append(f"record {index}: empty key, record ignored")
             continue
         if key in items:
             warnings.append(f"record {index}: key {key!r} repeated, the last record wins")
-        items[key] = _field(data, base + KEY_SIZE, VALUE_SIZE, "value", index, warnings)
+        items[key] = value
     return Pool(tuple(items.items()), tuple(warnings))
 
 
