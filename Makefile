@@ -7,7 +7,7 @@ LIBDIR    ?= $(PREFIX)/lib/moby-agent
 
 AGENT_SOURCES := $(wildcard agent/*.py)
 
-.PHONY: all test lint install bench demo demo-shell demo-root image image-test clean
+.PHONY: all test lint install bench soak demo demo-shell demo-root image image-test clean
 
 all: test
 
@@ -45,6 +45,14 @@ install:
 # Every benchmark; writes docs/benchmarks.md (about 5 minutes; the guest part needs root).
 bench:
 	venv=$$(sh tests/tools/setup) && PYTHONPATH=$(CURDIR) $$venv/bin/python bench/run_all.py
+
+# The long reliability runs (about 40 minutes): every parser with 10,000
+# examples, 200 SIGKILLs mid-write, and a 30-minute soak.
+soak:
+	venv=$$(sh tests/tools/setup) && \
+	  HYPOTHESIS_PROFILE=soak PYTHONPATH=$(CURDIR) $$venv/bin/pytest -q tests/unit && \
+	  MOBY_CRASH_ROUNDS=200 PYTHONPATH=$(CURDIR) $$venv/bin/pytest -q -s tests/integration/test_crash.py && \
+	  PYTHONPATH=$(CURDIR) $$venv/bin/python bench/soak.py --minutes 30
 
 # The Alpine image (Dockerfile); both exit 0 with a message without a Docker engine.
 image:

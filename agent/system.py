@@ -20,7 +20,14 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     directory, fsync, rename, fsync of the directory."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=directory)
+    prefix = "." + os.path.basename(path) + ".tmp-"
+    for stale in os.listdir(directory):  # left by a write that was killed (only the agent writes these)
+        if stale.startswith(prefix):
+            try:
+                os.unlink(os.path.join(directory, stale))
+            except FileNotFoundError:
+                pass
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
     try:
         os.fchmod(fd, mode)
         view = memoryview(data)

@@ -6,6 +6,7 @@ does not we watch its nearest existing ancestor for its return. The agent
 blocks on fileno(); nothing wakes it while nothing changes.
 """
 
+import logging
 import os
 import select
 from typing import Optional
@@ -26,6 +27,7 @@ _DIR_MASK = (
 )
 _ANCESTOR_MASK = flags.CREATE | flags.MOVED_TO | flags.DELETE_SELF | flags.MOVE_SELF | flags.ONLYDIR
 POOL_PREFIX = ".kvp_pool_"
+log = logging.getLogger("moby-agent")
 
 
 class PoolWatcher:
@@ -79,6 +81,7 @@ class PoolWatcher:
         for event in self._inotify.read(timeout=0):
             if event.mask & flags.Q_OVERFLOW:
                 self.overflows += 1
+                log.warning("inotify queue overflowed: events were lost; running a full pass")
                 relevant = rearm = True
                 continue
             if event.wd != self._wd:

@@ -9,12 +9,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+# Property tests: a quick profile for every run, and `make soak`'s
+# (HYPOTHESIS_PROFILE=soak): 10,000 examples for every parser of outside input.
+settings.register_profile("default", deadline=None, max_examples=200)
+settings.register_profile("soak", deadline=None, max_examples=10_000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,4 +1,5 @@
 import json
+import re
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -175,3 +176,30 @@ def test_deleted_item_is_forgotten_so_the_same_value_acts_again():
     forgotten = applied(gone, plan([], gone, ROOT))  # the host deleted both items
     again = plan([("cifsmount", C)], forgotten, ROOT)
     assert "mount" in [a.name() for a in again.actions]
+
+
+ALLOWED_OPTION = re.compile(
+    r"^(noperm|nobrl|mfsymlinks|nounix|noserverino|serverino|nocase|ro|rw|hard|soft|nodfs|vers=[0-9.]+|vers=default"
+    r"|iocharset=[a-z0-9_-]+|uid=\d+|gid=\d+|file_mode=[0-7]+|dir_mode=[0-7]+|cache=(strict|loose|none)"
+    r"|actimeo=\d+|sec=(ntlmssp|ntlmsspi|ntlmv2|ntlmv2i|krb5|krb5i)|username=.*|domain=.*|password=\*\*\*)$"
+)
+item_text = st.one_of(
+    st.text(max_size=120),
+    st.builds(lambda mp, al, opts: f"{mp};{al};{opts}", st.sampled_from(["/c", "/C", "/etc", "/", "/c/../x", "/zz"]),
+              st.sampled_from(["/C", "/proc", "", "/d"]),
+              st.lists(st.sampled_from(["username=u", "password=p", "noperm", "setuids", "credentials=/x",
+                                        "uid=5", "exec", "vers=1.0", "sec=none", "file_mode=4777"]),
+                       max_size=6).map(",".join)),
+)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["cifsmount", "cifsumount", "other"]), item_text), max_size=4))
+def test_no_plan_mounts_outside_the_allowed_points_and_options(items):
+    p = plan(items)
+    for action in p.actions:
+        d = action.as_dict()
+        if d["action"] == "mount":
+            assert re.fullmatch(r"/[A-Za-z]", d["target"]) and d["source"].startswith("//10.0.75.1/")
+            assert all(ALLOWED_OPTION.match(o) for o in d["options"]), d["options"]
+        if d["action"] in ("bind", "unmount"):
+            assert re.fullmatch(r"/[A-Za-z]", d["target"])

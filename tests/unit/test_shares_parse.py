@@ -1,7 +1,7 @@
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.shares import FLAGS, Limits, ShareError, credentials_file, parse_mount, parse_umount
@@ -112,7 +112,7 @@ ALLOWED_OPTION = re.compile(
 )
 
 
-@settings(max_examples=500)
+
 @given(st.text(max_size=200))
 def test_any_text_parses_to_an_allowed_spec_or_share_error(value):
     try:
@@ -132,7 +132,7 @@ option_words = st.sampled_from(
 )
 
 
-@settings(max_examples=500)
+
 @given(st.lists(option_words, max_size=8), st.sampled_from(["/c", "/C", "/etc", "/", "/c/..", "/zz"]))
 def test_structured_fuzz_never_lets_a_forbidden_option_through(words, mountpoint):
     value = f"{mountpoint};/C;username=u,password=p," + ",".join(words)
