@@ -210,20 +210,11 @@ def _cmd_config(args: argparse.Namespace, settings: config.Settings) -> int:
 
 def _cmd_daemon_json(args: argparse.Namespace, settings: config.Settings) -> int:
     from agent import dockerconfig, reconcile
+    from agent.hostconfig import daemon_json_layers
 
-    obs = reconcile.observe(settings, args.root, None)
-    inputs = obs.host_inputs
-    db = inputs.database or {}
-    layers = dockerconfig.Layers(
-        dropins=inputs.dropins,
-        database=db.get("etc/docker/daemon.json"),
-        insecure_registry=db.get("insecure-registry"),
-        proxy_http=db.get("proxy/http"),
-        proxy_https=db.get("proxy/https"),
-        proxy_exclude=db.get("proxy/exclude"),
-    )
+    inputs = reconcile.observe(settings, args.root, None).host_inputs
     try:
-        doc = dockerconfig.render(layers, inputs.docker_opts, inputs.dockerd_version)
+        doc = dockerconfig.render(daemon_json_layers(inputs), inputs.docker_opts, inputs.dockerd_version)
     except dockerconfig.ConfigProblem as exc:
         print(f"moby-agent: daemon.json would not be written: {exc}", file=sys.stderr)
         return 1

@@ -135,6 +135,19 @@ def static_network(db: Mapping[str, str]) -> Optional[Tuple[str, int, Optional[s
     return str(iface.ip), iface.network.prefixlen, gw
 
 
+def daemon_json_layers(inputs: HostInputs) -> dockerconfig.Layers:
+    """The layers daemon.json is rendered from: drop-ins, then the database."""
+    db = inputs.database or {}
+    return dockerconfig.Layers(
+        dropins=inputs.dropins,
+        database=db.get("etc/docker/daemon.json"),
+        insecure_registry=db.get("insecure-registry"),
+        proxy_http=db.get("proxy/http"),
+        proxy_https=db.get("proxy/https"),
+        proxy_exclude=db.get("proxy/exclude"),
+    )
+
+
 def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, daemon_json: str) -> HostPlan:
     actions: List[Action] = []
     problems: List[str] = []
@@ -155,14 +168,7 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
     db = db or {}
 
     # daemon.json
-    layers = dockerconfig.Layers(
-        dropins=inputs.dropins,
-        database=db.get("etc/docker/daemon.json"),
-        insecure_registry=db.get("insecure-registry"),
-        proxy_http=db.get("proxy/http"),
-        proxy_https=db.get("proxy/https"),
-        proxy_exclude=db.get("proxy/exclude"),
-    )
+    layers = daemon_json_layers(inputs)
     if layers == dockerconfig.Layers():
         notes["docker_config"] = f"nothing to render; {daemon_json} left as it is"
     else:

@@ -1,0 +1,68 @@
+"""The command line against a fixture root, as a newcomer would run it."""
+
+import json
+import os
+import subprocess
+import sys
+
+from agent import kvp
+from tests.conftest import REPO
+
+DB = "com.docker.driver.amd64-linux"
+
+
+def cli(root, *args):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "agent", "--root", str(root), *args], env=env,
+                          capture_output=True, text=True)
+
+
+def test_plan_json_for_a_cifsmount_item(tmp_path):
+    pool_dir = tmp_path / "var" / "lib" / "hyperv"
+    pool_dir.mkdir(parents=True)
+    (pool_dir / ".kvp_pool_0").write_bytes(kvp.encode([
+        ("cifsmount", "/c;/C;username=me,password=s3cret,noperm,vers=3.02"),
+        ("cifsumount", "/etc;/X"),
+    ]))
+    r = cli(tmp_path, "plan", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    mounts = [a for a in plan["actions"] if a["action"] in ("mount", "bind")]
+    assert mounts == [
+        {"action": "mount", "source": "//10.0.75.1/c", "target": "/c", "fstype": "cifs",
+         "options": ["noperm", "vers=3.02", "username=me", "password=***"]},
+        {"action": "bind", "source": "/c", "target": "/C"},
+    ]
+    assert plan["problems"] == ["cifsumount rejected: mount point '/etc' is a system directory; nothing was "
+                                "mounted or unmounted"]
+    assert "s3cret" not in r.stdout + r.stderr
+
+
+def test_config_and_daemon_json(tmp_path):
+    r = cli(tmp_path, "config", "get", "network")
+    assert r.returncode == 1 and "Could not find database configuration information" in r.stderr
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "cmdline").write_text(f'quiet com.docker.database="{DB}"\n')
+    db = tmp_path / "Database" / "branch" / "master" / "ro" / DB
+    db.mkdir(parents=True)
+    (db / "network").write_text("hybrid")
+    assert cli(tmp_path, "config", "get", "network").stdout == "hybrid"
+    r = cli(tmp_path, "config", "set", "network", "x")
+    assert r.returncode == 1 and "Configuration is immutable" in r.stderr
+    dropins = tmp_path / "etc" / "moby-agent" / "daemon.json.d"
+    dropins.mkdir(parents=True)
+    (dropins / "10-mirrors.json").write_text('{"registry-mirrors": ["https://m"]}')
+    r = cli(tmp_path, "daemon-json")
+    assert r.returncode == 0 and json.loads(r.stdout) == {"registry-mirrors": ["https://m"]}
+    (dropins / "20-bad.json").write_text('{"registry-mirrors": "https://m"}')
+    r = cli(tmp_path, "daemon-json")
+    assert r.returncode == 1 and "drop-in 20-bad.json: 'registry-mirrors' must be a list of strings" in r.stderr
+
+
+def test_bad_config_file_names_file_key_and_expectation(tmp_path):
+    cfg = tmp_path / "etc" / "moby-agent" / "agent.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text("[host]\naddress = 5\n")
+    r = cli(tmp_path, "run", "--once")
+    assert r.returncode == 2
+    assert f"{cfg}: host.address: expected a string, got 5" in r.stderr
