@@ -373,7 +373,15 @@ def _set(state: SharesState, attr: str, key: str, value: Optional[str]) -> Share
     raise ValueError(attr)
 
 
+# Actions that change the real system (mounts, the network, kernel settings):
+# never run under --root, where the agent works on a fixture tree (and a
+# mount.cifs would send packets to the configured host).
+SYSTEM_ACTIONS = (MountShare, BindAlias, Unmount, MountDatabase, SetAddress, SetRoute, ApplySysctl)
+
+
 def _apply_one(action: Action, ctx: Context) -> None:
+    if ctx.root not in ("", "/") and isinstance(action, SYSTEM_ACTIONS):
+        raise RuntimeError(f"not done under --root {ctx.root}: {action.name()} would change the real system")
     memory = ctx.memory
     if isinstance(action, NoteHostItems):
         items = dict(action.items)

@@ -43,7 +43,7 @@ def memory(updates: int) -> str:
     try:
         start = agent.rss_kb()
         for i in range(updates):
-            items = [("n", str(i)), ("cifsmount", f"/c;/C;username=u,password=p{i % 7},noperm")]
+            items = [("n", str(i)), ("PhysicalHostName", f"WIN-HOST-{i % 7}")]
             writer.write(items)
             if i % 50 == 49 or i == updates - 1:
                 want = items_digest(items)

@@ -66,3 +66,14 @@ def test_bad_config_file_names_file_key_and_expectation(tmp_path):
     r = cli(tmp_path, "run", "--once")
     assert r.returncode == 2
     assert f"{cfg}: host.address: expected a string, got 5" in r.stderr
+
+
+def test_run_once_fails_when_an_action_fails_and_never_mounts_under_root(tmp_path):
+    pool_dir = tmp_path / "var" / "lib" / "hyperv"
+    pool_dir.mkdir(parents=True)
+    (pool_dir / ".kvp_pool_0").write_bytes(kvp.encode([("cifsmount", "/c;/C;username=me,password=pw,noperm")]))
+    r = cli(tmp_path, "run", "--once")
+    assert r.returncode == 1
+    assert "not done under --root" in r.stderr and "mount /c failed" in r.stderr
+    assert not (tmp_path / "c").exists()
+    assert cli(tmp_path, "run", "--once").returncode == 1  # still failing: not silently dropped
