@@ -175,6 +175,10 @@ class Guest:
         self.netns_pid = int(children[0])
         if samba:
             self.start_samba()
+        self.boot(boot_timeout)
+
+    def boot(self, boot_timeout: float = 240) -> None:
+        """Start QEMU (the host side must be up) and wait for the agent."""
         for sock in ("kvp.sock", "exec.sock"):
             (self.dir / sock).unlink(missing_ok=True)
         cmdline = f'console=ttyS0 panic=-1 com.docker.database="{DATABASE}" mobyplatform=windows'
@@ -278,8 +282,25 @@ class Guest:
             return "(no console output)"
         return "\n".join(text.splitlines()[-lines:])
 
+    def reboot(self, samba: bool) -> None:
+        """Power the guest off and boot it again (its root is a tmpfs: a fresh
+        boot), with Samba up or down meanwhile."""
+        self.power_off()
+        if samba:
+            self.start_samba()
+        else:
+            self.stop_samba()
+        self.boot()
+
     def stop(self, timeout: float = 30) -> None:
         """Power off cleanly (OpenRC shutdown), then tear the host side down."""
+        self.power_off(timeout)
+        if self.netns is not None:
+            self.stop_samba()
+            self.netns.kill()
+            self.netns.wait()
+
+    def power_off(self, timeout: float = 30) -> None:
         if self.qemu is not None and self.qemu.poll() is None and self._exec is not None:
             try:
                 self.run(["/bin/busybox", "poweroff"], timeout=5)
@@ -296,7 +317,4 @@ class Guest:
         for ch in (self._exec, self.kvp):
             if ch is not None:
                 ch.close()
-        if self.netns is not None:
-            self.stop_samba()
-            self.netns.kill()
-            self.netns.wait()
+        self._exec = self.kvp = None
