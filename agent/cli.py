@@ -40,6 +40,10 @@ def _parser() -> argparse.ArgumentParser:
     cfg.add_argument("key", nargs="?", default="")
     cfg.add_argument("value", nargs="?")
 
+    watch = sub.add_parser("watch", help="re-emit host-side changes in a shared path to the guest's watchers")
+    watch.add_argument("verb", choices=["add", "remove", "list"])
+    watch.add_argument("path", nargs="?")
+
     sub.add_parser("daemon-json", help="print the daemon.json the agent would write (or why it would not)")
 
     sub.add_parser("doctor", help="check what the agent depends on; OK / WARN / FAIL, exit 1 on any FAIL")
@@ -208,6 +212,33 @@ def _cmd_config(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
+def _cmd_watch(args: argparse.Namespace, settings: config.Settings) -> int:
+    from agent.daemon import watch_list
+    from agent.system import write_atomic
+
+    path = under(args.root, settings.watch.state_file)
+    paths = watch_list(path)
+    if args.verb == "list":
+        for p in list(settings.watch.shares) + paths:
+            print(p)
+        return 0
+    if not args.path or not args.path.startswith("/"):
+        print("moby-agent watch: give an absolute path, e.g. /C/src", file=sys.stderr)
+        return 2
+    if args.verb == "add" and args.path not in paths:
+        paths.append(args.path)
+    elif args.verb == "remove" and args.path in paths:
+        paths.remove(args.path)
+    write_atomic(path, (json.dumps(paths) + "\n").encode())
+    doc = _read_status(args, settings)
+    if doc and isinstance(doc.get("pid"), int) and doc.get("state") != "stopped" and pid_alive(doc["pid"]):
+        os.kill(doc["pid"], signal.SIGHUP)  # the running agent picks it up now
+    if args.verb == "remove":
+        print("moby-agent watch: removed; directories already watched stay watched until the agent restarts",
+              file=sys.stderr)
+    return 0
+
+
 def _cmd_daemon_json(args: argparse.Namespace, settings: config.Settings) -> int:
     from agent import dockerconfig, reconcile
     from agent.hostconfig import daemon_json_layers
@@ -267,6 +298,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             return _cmd_config(args, settings)
         if args.command == "daemon-json":
             return _cmd_daemon_json(args, settings)
+        if args.command == "watch":
+            return _cmd_watch(args, settings)
     except kvp.KvpError as exc:
         print(f"moby-agent: {exc}; nothing was written", file=sys.stderr)
         return 1

@@ -77,6 +77,10 @@ class RetrySettings:
 @dataclass(frozen=True)
 class WatchSettings:
     settle_ms: int = 1
+    shares: Tuple[str, ...] = ()
+    skip: Tuple[str, ...] = (".git", "node_modules")
+    max_dirs: int = 1000
+    state_file: str = "/run/moby-agent/watch.json"
 
 
 @dataclass(frozen=True)
@@ -106,8 +110,8 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "tru
 
 def _convert(where: str, key: str, value: Any, kind: Any) -> Any:
     if typing.get_origin(kind) is tuple:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not value:
-            raise ConfigError(f"{where}: {key}: expected a non-empty list of strings, got {value!r}")
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: {key}: expected a list of strings, got {value!r}")
         return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -159,6 +163,10 @@ def _check(settings: Settings, where: str) -> None:
         raise ConfigError(f"{where}: shares.mount_pattern: expected a regular expression: {exc}") from None
     if not 0 <= settings.shares.max_id <= 2**32 - 2:
         raise ConfigError(f"{where}: shares.max_id: expected 0 to 4294967294, got {settings.shares.max_id}")
+    if not settings.docker.restart_command:
+        raise ConfigError(f"{where}: docker.restart_command: expected a command (a non-empty list)")
+    if not 1 <= settings.watch.max_dirs <= 100_000:
+        raise ConfigError(f"{where}: watch.max_dirs: expected 1 to 100000, got {settings.watch.max_dirs}")
     if settings.database.poll_seconds < 0:
         got = settings.database.poll_seconds
         raise ConfigError(f"{where}: database.poll_seconds: expected 0 (off) or more, got {got}")
@@ -182,6 +190,7 @@ def _paths(settings: Settings) -> List[Tuple[str, str]]:
         ("docker.confd", settings.docker.confd),
         ("status.file", settings.status.file),
         ("shares.state_file", settings.shares.state_file),
+        ("watch.state_file", settings.watch.state_file),
     ]
 
 

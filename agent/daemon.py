@@ -31,6 +31,18 @@ def _describe(action: Any) -> str:
 _RTMGRP_LINK, _RTMGRP_IPV4_IFADDR, _RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 
 
+def watch_list(path: str) -> List[str]:
+    """Paths added with `moby-agent watch add`."""
+    import json
+
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return []
+    return [p for p in doc if isinstance(p, str)] if isinstance(doc, list) else []
+
+
 def open_link_events() -> Optional[socket.socket]:
     """A netlink socket that becomes readable when links, addresses or
     routes change; its messages are only a wake-up (the pass asks netlink
@@ -66,6 +78,9 @@ class Agent:
         }
         self.heartbeat = time.time()
         self.drives: Dict[str, str] = {}
+        self.share_watcher: Optional[Any] = None
+        self._wake_fd: Optional[int] = None
+        self._watch_activity = False
         self.rerun = False
         self.waiting_for_network = False
         self._logged_problems: Set[str] = set()
@@ -103,8 +118,21 @@ class Agent:
             "actions": len(plan.actions),
             "failed": sum(1 for o in outcomes if not o.ok),
         }
+        self._update_watch()
         self.report(obs)
         return all(o.ok for o in outcomes)
+
+    def _update_watch(self) -> None:
+        """Start watching the configured shared paths once they exist."""
+        roots = list(self.settings.watch.shares) + watch_list(under(self.root, self.settings.watch.state_file))
+        if not roots:
+            return
+        if self.share_watcher is None:
+            from agent.notify import ShareWatcher
+
+            self.share_watcher = ShareWatcher(self.settings.watch.skip, self.settings.watch.max_dirs,
+                                              lambda p: under(self.root, p), self._poke)
+        self.share_watcher.set_roots(roots)
 
     def _update_capabilities(
         self, obs: reconcile.Observation, plan: reconcile.Plan, outcomes: List[reconcile.Outcome]
@@ -203,6 +231,8 @@ class Agent:
             state=state,
         )
         doc["shares"] = dict(self.drives)
+        if self.share_watcher is not None:
+            doc["watch"] = self.share_watcher.stats.as_dict()
         return doc
 
     def write_status(self, doc: Dict[str, Any]) -> None:
@@ -237,6 +267,15 @@ class Agent:
         elif signum == signal.SIGUSR1:
             self._usr1 = True
 
+    def _poke(self) -> None:
+        """From a watcher thread: the loop should refresh the status."""
+        self._watch_activity = True
+        if self._wake_fd is not None:
+            try:
+                os.write(self._wake_fd, b"w")
+            except OSError:
+                pass
+
     def _timeout(self) -> Optional[float]:
         """None (block) unless a retry is scheduled or database polling is
         configured: no timer while idle."""
@@ -260,6 +299,7 @@ class Agent:
     def run(self) -> int:
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(wfd)
+        self._wake_fd = wfd
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         previous = {s: signal.signal(s, self._on_signal) for s in handled}
         watcher = PoolWatcher(under(self.root, self.settings.kvp.pool_dir))
@@ -294,9 +334,10 @@ class Agent:
                     self._hup = False
                     self._reload()
                     due = True
-                if self._usr1:
-                    self._usr1 = False
-                    self.heartbeat = time.time()
+                if self._usr1 or self._watch_activity:
+                    if self._usr1:
+                        self.heartbeat = time.time()
+                    self._usr1 = self._watch_activity = False
                     if not due:
                         self.write_status(self.document())
             log.info("moby-agent stopping")
@@ -309,5 +350,6 @@ class Agent:
             for s, handler in previous.items():
                 signal.signal(s, handler)
             signal.set_wakeup_fd(old_wakeup)
+            self._wake_fd = None
             os.close(rfd)
             os.close(wfd)

@@ -144,6 +144,19 @@ class Doctor:
             return Check(FAIL, "dockerd", f"dockerd does not answer: {problem}; `rc-service docker restart`")
         return Check(OK, "dockerd", f"dockerd answers on {self.s.docker.socket}")
 
+    def watch(self) -> List[Check]:
+        text = read_text(self.p(self.s.status.file))
+        try:
+            watch = json.loads(text).get("watch") if text else None
+        except (ValueError, AttributeError):
+            watch = None
+        if not watch:
+            return []
+        why = watch.get("why") or ""
+        if "not available" in why or "limit" in why:
+            return [Check(WARN, "watch", f"{why}: host-side edits there reach no guest watcher")]
+        return [Check(OK, "watch", f"{watch.get('directories')} directories watched for host-side changes")]
+
     def rc_status(self) -> Check:
         if not self.live or shutil.which("rc-status") is None:
             return Check(WARN, "rc-status", "rc-status is not available here")
@@ -168,7 +181,7 @@ class Doctor:
         checks: List[Check] = []
         steps: List[Callable[[], Union[Check, List[Check]]]] = [
             self.vmbus, self.kvp_daemon, self.pools, self.host, self.database, self.daemon_json, self.dockerd,
-            self.rc_status,
+            self.rc_status, self.watch,
         ]
         for step in steps:
             try:

@@ -95,4 +95,12 @@ def describe(doc: Mapping[str, Any], alive: bool) -> Tuple[str, int]:
         if cap.get("state") == "error":
             code = 1
         lines.append(line)
+    watch = doc.get("watch")
+    if watch:
+        line = (f"  {'watch':<14} {', '.join(watch.get('roots') or []) or 'no root yet'}: "
+                f"{watch.get('directories')} directories, {watch.get('reemitted')} events re-emitted, "
+                f"{watch.get('dropped')} dropped")
+        if watch.get("why"):
+            line += f"; {watch['why']}"
+        lines.append(line)
     return "\n".join(lines), code

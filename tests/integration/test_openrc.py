@@ -129,8 +129,8 @@ def test_a_crash_loop_ends_failed_with_a_message(ch):
     ch.run("rc-service", "moby-agent", "start")
     ch.wait(lambda: ch.service_state("moby-agent") == "failed", timeout=30, what="the service to fail")
     assert agent_pids(ch) == []
-    messages = ch.read("/var/log/messages") or ""
-    assert 'respawned "/usr/bin/moby-agent" too many times, exiting' in messages
+    ch.wait(lambda: 'respawned "/usr/bin/moby-agent" too many times, exiting' in (ch.read("/var/log/messages") or ""),
+            timeout=10, what="the supervisor's message in syslog")
     assert "unknown key 'broken'" in (ch.read("/var/log/moby-agent.log") or "")
 
 
