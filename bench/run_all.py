@@ -26,7 +26,8 @@ def run(script, *args):
 def main() -> None:
     quick = "--quick" in sys.argv
     sections = [
-        run("pool_parse.py", "--runs", "3" if quick else "7"),
+        "### Pool parsing (items per second)\n\n```\n" + run("pool_parse.py", "--runs", "3" if quick else "7")
+        + "```\n\nGoal: within 3x of a plain read() at 1,000 records and beyond.\n",
         run("reaction.py", "--updates", "200" if quick else "1000", "--poll-updates", "3" if quick else "20"),
         run("footprint.py", "--idle", "5" if quick else "60", "--updates", "1000" if quick else "10000",
             "--runs", "3" if quick else "10"),
