@@ -304,6 +304,10 @@ class Agent:
         previous = {s: signal.signal(s, self._on_signal) for s in handled}
         watcher = PoolWatcher(under(self.root, self.settings.kvp.pool_dir))
         links = open_link_events()
+        # The mount table signals every change with POLLPRI (select's
+        # exceptional condition): a share or /Database unmounted behind the
+        # agent's back is noticed at once. Not under --root (a fixture tree).
+        mounts = open("/proc/self/mountinfo", "rb") if self.root in ("", "/") else None  # noqa: SIM115
         log.info("moby-agent started (pid %d), watching %s", os.getpid(), watcher.watching)
         try:
             due = True
@@ -314,7 +318,10 @@ class Agent:
                 if self._stop:
                     break
                 fds = [watcher.fileno(), rfd] + ([links.fileno()] if links else [])
-                readable, _, _ = select.select(fds, [], [], self._timeout())
+                mount_fds = [mounts.fileno()] if mounts else []
+                readable, _, changed = select.select(fds, [], mount_fds, self._timeout())
+                if changed:
+                    due = True
                 if rfd in readable:
                     try:
                         while os.read(rfd, 512):
@@ -328,7 +335,7 @@ class Agent:
                     if self.waiting_for_network:  # the network may be back: retry at once
                         self.memory.retries.clear()
                         due = True
-                if not readable:  # a retry is due
+                if not readable and not changed:  # a retry is due
                     due = True
                 if self._hup:
                     self._hup = False
@@ -347,6 +354,8 @@ class Agent:
             watcher.close()
             if links is not None:
                 links.close()
+            if mounts is not None:
+                mounts.close()
             for s, handler in previous.items():
                 signal.signal(s, handler)
             signal.set_wakeup_fd(old_wakeup)

@@ -173,3 +173,22 @@ def test_dockerd_itself_refuses_what_the_agent_refuses(docker_root, tmp_path):
         with pytest.raises(Exception):
             from agent.dockerconfig import Layers, render
             render(Layers(database=bad))
+
+
+def test_dockerd_stopped_mid_run_gets_the_file_and_uses_it_at_its_next_start(docker_root):
+    root, db, d = docker_root
+    pid = d.pid()
+    subprocess.run(["kill", str(pid)], check=True)
+    for _ in range(100):
+        if not os.path.exists(f"/proc/{pid}"):
+            break
+        time.sleep(0.1)
+    (db / "etc" / "docker" / "daemon.json").write_text('{"debug": true}')
+    r = agent_once(root)
+    assert r.returncode == 0, r.stderr
+    assert json.loads((root / "etc" / "docker" / "daemon.json").read_text()) == {"debug": True}
+    assert "dockerd not running" in status(root)["capabilities"]["docker_config"]["last_action"]
+    t0 = time.monotonic()
+    d.start()
+    assert d.info()["Debug"] is True
+    print(f"dockerd stopped mid-run: answering with the new config {time.monotonic() - t0:.1f} s after its start")

@@ -1,0 +1,47 @@
+"""Faults in the stand-in guest, each with its recovery time printed
+(figures in docs/reliability.md)."""
+
+import json
+import time
+
+from tests.vm.guest import SMB_PASSWORD, SMB_USER
+
+V1 = f"/c;/C;username={SMB_USER},password={SMB_PASSWORD.replace(',', ',,')},noperm,vers=3.1.1"
+
+
+def mounted(guest, target):
+    return any(line.split()[4] == target for line in guest.read("/proc/self/mountinfo").splitlines())
+
+
+def test_hv_kvp_daemon_restart_is_followed_by_the_agent(guest):
+    assert dict(guest.kvp.enumerate(1)).get("moby-agent.state") == "running"
+    t0 = time.monotonic()
+    assert guest.run(["rc-service", "hv_kvp_daemon", "restart"]).returncode == 0  # its pools start empty
+    guest.kvp.wait_registered()
+    guest.wait(lambda: dict(guest.kvp.enumerate(1)).get("moby-agent.state") == "running", timeout=10,
+               what="the agent's items back in the new pool 1")
+    print(f"hv_kvp_daemon restarted: agent's pool 1 items back after {time.monotonic() - t0:.2f} s")
+    guest.kvp.set(0, "after-restart", "1")
+    guest.wait(lambda: "after-restart" in guest.run(["moby-agent", "kvp", "dump"]).stdout, timeout=5,
+               what="a new host item")
+    guest.kvp.delete(0, "after-restart")
+
+
+def test_share_and_database_unmounted_behind_the_agents_back_come_back(guest):
+    guest.kvp.set(0, "cifsmount", V1)
+    guest.wait(lambda: mounted(guest, "/C"), timeout=10, what="the share")
+    t0 = time.monotonic()
+    assert guest.run(["sh", "-c", "umount /C && umount /c"]).returncode == 0
+    guest.wait(lambda: mounted(guest, "/c") and mounted(guest, "/C"), timeout=10, what="the share remounted")
+    print(f"share unmounted behind the agent: mounted again after {time.monotonic() - t0:.2f} s")
+    assert mounted(guest, "/Database")
+    t0 = time.monotonic()
+    assert guest.run(["umount", "/Database"]).returncode == 0
+    guest.wait(lambda: mounted(guest, "/Database"), timeout=10, what="the database remounted")
+    print(f"database unmounted: mounted again after {time.monotonic() - t0:.2f} s")
+    status = json.loads(guest.read("/run/moby-agent/status.json"))
+    assert status["shares"]["/c"] == "mounted"
+    guest.kvp.set(0, "cifsumount", "/c;/C")
+    guest.wait(lambda: not mounted(guest, "/c"), timeout=10, what="cleanup")
+    guest.kvp.delete(0, "cifsmount")
+    guest.kvp.delete(0, "cifsumount")
