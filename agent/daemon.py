@@ -14,7 +14,6 @@ from typing import Any, Callable, Dict, List, Optional, Set
 
 from agent import kvp, reconcile, status
 from agent.config import ConfigError, Settings
-from agent.mounts import digest
 from agent.system import under, write_atomic
 from agent.watch import PoolWatcher
 
@@ -29,6 +28,13 @@ def _describe(action: Any) -> str:
 
 # rtnetlink multicast groups: links, IPv4 addresses and routes.
 _RTMGRP_LINK, _RTMGRP_IPV4_IFADDR, _RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
+
+
+def pool_digest(items: Any) -> str:
+    """A cheap fingerprint of pool items (zlib, not OpenSSL: no 3 MB import)."""
+    import zlib
+
+    return format(zlib.crc32(repr(items).encode("utf-8", "surrogatepass")), "08x")
 
 
 def watch_list(path: str) -> List[str]:
@@ -114,7 +120,7 @@ class Agent:
             # When planning ended (CLOCK_MONOTONIC, comparable across
             # processes) and what pool 0 held: how benchmarks measure reaction.
             "planned_monotonic": t_planned,
-            "pool0_digest": digest(repr(obs.pools[reconcile.HOST_POOL].items)),
+            "pool0_digest": pool_digest(obs.pools[reconcile.HOST_POOL].items),
             "actions": len(plan.actions),
             "failed": sum(1 for o in outcomes if not o.ok),
         }

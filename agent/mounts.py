@@ -5,7 +5,6 @@ the host pool's items, the agent's share state and the mount table into
 actions. The executor lives in reconcile.apply; the OS calls in system.py.
 """
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
@@ -77,6 +76,8 @@ def top_mount(entries: Tuple[MountEntry, ...], target: str) -> Optional[MountEnt
 
 
 def digest(value: str) -> str:
+    import hashlib  # loads OpenSSL (about 3 MB): only once there is a share item
+
     return hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 

@@ -10,7 +10,6 @@ Formats (facts section 3):
   cifsumount     "<mountpoint>;<alias>" or "<mountpoint>\\n<alias>"
 """
 
-import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Pattern, Tuple
@@ -68,6 +67,8 @@ class ShareSpec:
     def fingerprint(self) -> str:
         """Identifies what the mount was made with (credentials included), so
         that new credentials or options cause a remount."""
+        import hashlib  # lazily: OpenSSL costs about 3 MB of RSS
+
         text = "\0".join((self.share, self.username, self.password, self.domain or "", *self.options))
         return hashlib.sha256(text.encode()).hexdigest()[:24]
 

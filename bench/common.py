@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent import kvp  # noqa: E402
-from agent.mounts import digest  # noqa: E402
+from agent.daemon import pool_digest  # noqa: E402
 
 
 class DaemonWriter:
@@ -38,7 +38,7 @@ class DaemonWriter:
 
 
 def items_digest(items: Sequence[Tuple[str, str]]) -> str:
-    return digest(repr(tuple(items)))
+    return pool_digest(tuple(items))
 
 
 class Agent:
