@@ -202,14 +202,19 @@ class SharePlan:
     waiting_for_network: bool
 
 
-def _unmount_steps(mp: str, alias: str, entries: Tuple[MountEntry, ...], remove: bool) -> List[Action]:
+def stacked(entries: Tuple[MountEntry, ...], target: str, source: str) -> List[MountEntry]:
+    """The cifs mounts of `source` at `target`, bottom first (a bind made
+    while the share was unmounted behind the agent's back can stack up)."""
+    return [e for e in entries if e.target == target and e.fstype == "cifs" and e.source == source]
+
+
+def _unmount_steps(mp: str, alias: str, entries: Tuple[MountEntry, ...], source: str, remove: bool) -> List[Action]:
+    """Every mount of the share at the alias, then at the mount point (each
+    umount removes the top one), then the directories."""
     steps: List[Action] = []
-    mp_entry = top_mount(entries, mp)
-    alias_entry = top_mount(entries, alias)
-    if alias != mp and alias_entry is not None and mp_entry is not None and alias_entry.dev == mp_entry.dev:
-        steps.append(Unmount(mp, alias))
-    if mp_entry is not None and mp_entry.fstype == "cifs":
-        steps.append(Unmount(mp, mp))
+    if alias != mp:
+        steps.extend(Unmount(mp, alias) for _ in stacked(entries, alias, source))
+    steps.extend(Unmount(mp, mp) for _ in stacked(entries, mp, source))
     if remove:
         if alias != mp:
             steps.append(RemoveDir(mp, alias))
@@ -274,9 +279,13 @@ def plan_shares(
         mp, alias, fp = spec.mountpoint, spec.alias, spec.fingerprint()
         entry = top_mount(entries, mp)
         ours = entry is not None and entry.fstype == "cifs" and entry.source == source_of[mp]
+        source = source_of[mp]
+        alias_stack = stacked(entries, alias, source) if alias != mp else []
         if ours and mounted.get(mp) == fp:
-            alias_entry = top_mount(entries, alias)
-            if alias != mp and (alias_entry is None or entry is None or alias_entry.dev != entry.dev):
+            assert entry is not None
+            if alias != mp and (not alias_stack or alias_stack[-1].dev != entry.dev):
+                # Missing, or a stale bind of an earlier mount: unmount what is there, bind again.
+                actions.extend(Unmount(mp, alias) for _ in alias_stack)
                 actions.append(BindAlias(mp, mp, alias))
             states[mp] = "mounted"
             continue
@@ -291,8 +300,9 @@ def plan_shares(
         if retry is not None and retry.next_at > now:
             states[mp] = f"waiting: retry in {retry.next_at - now:.0f} s after: {retry.error}"
             continue
-        if ours:  # mounted with other credentials or options: remount
-            actions.extend(_unmount_steps(mp, alias, entries, remove=False))
+        # Mounted with other credentials or options (remount), or stale
+        # mounts left at the mount point or the alias: unmount them first.
+        actions.extend(_unmount_steps(mp, alias, entries, source, remove=False))
         actions.append(MountShare(mp, spec, host))
         if alias != mp:
             actions.append(BindAlias(mp, mp, alias))
@@ -303,5 +313,6 @@ def plan_shares(
         if mp in wanted_mps:
             continue
         old = next((d for d in state.drives if d.mountpoint == mp), None)
-        actions.extend(_unmount_steps(mp, old.alias if old else mp, entries, remove=True))
+        share = old.share if old else mp.lstrip("/")
+        actions.extend(_unmount_steps(mp, old.alias if old else mp, entries, f"//{host}/{share}", remove=True))
     return SharePlan(tuple(actions), tuple(problems), states, waiting_for_network)

@@ -203,3 +203,20 @@ def test_no_plan_mounts_outside_the_allowed_points_and_options(items):
             assert all(ALLOWED_OPTION.match(o) for o in d["options"]), d["options"]
         if d["action"] in ("bind", "unmount"):
             assert re.fullmatch(r"/[A-Za-z]", d["target"])
+
+
+def test_stale_alias_binds_are_unmounted_before_binding_again():
+    state = applied(SharesState(), plan([("cifsmount", C)]))
+    # /C still holds a bind of an earlier superblock (0:49); /c is the current mount (0:50).
+    stale = ROOT + bind_line(29, "/C", dev="0:49") + cifs_line(30, "/c", dev="0:50")
+    p = plan([("cifsmount", C)], state, stale)
+    assert [a.as_dict() for a in p.actions] == [{"action": "unmount", "target": "/C"},
+                                                {"action": "bind", "source": "/c", "target": "/C"}]
+    # Nothing mounted at /c, two stale binds at /C: both go before the mount.
+    gone = plan([("cifsmount", C)], state, ROOT + bind_line(28, "/C", "0:48") + bind_line(29, "/C", "0:49"))
+    assert [a.name() for a in gone.actions] == ["unmount", "unmount", "mount", "bind"]
+    # cifsumount unmounts every stacked mount.
+    p = plan([("cifsmount", C), ("cifsumount", "/c;/C")], state,
+             ROOT + cifs_line(30, "/c") + bind_line(31, "/C", dev="0:49") + bind_line(32, "/C"))
+    assert [a.as_dict() for a in p.actions[1:]][:3] == [{"action": "unmount", "target": "/C"}] * 2 + [
+        {"action": "unmount", "target": "/c"}]
