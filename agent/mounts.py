@@ -202,10 +202,13 @@ class SharePlan:
     waiting_for_network: bool
 
 
-def stacked(entries: Tuple[MountEntry, ...], target: str, source: str) -> List[MountEntry]:
-    """The cifs mounts of `source` at `target`, bottom first (a bind made
-    while the share was unmounted behind the agent's back can stack up)."""
-    return [e for e in entries if e.target == target and e.fstype == "cifs" and e.source == source]
+def stacked(entries: Tuple[MountEntry, ...], target: str, source: Optional[str]) -> List[MountEntry]:
+    """The mounts at `target`, bottom first: of the share `source`, or any
+    (source None: at an alias, which only the agent mounts on, a bind made
+    while the share was being unmounted behind its back can be a bind of the
+    bare directory, and stacks up)."""
+    return [e for e in entries if e.target == target and (source is None or (e.fstype == "cifs" and
+                                                                                 e.source == source))]
 
 
 def _unmount_steps(mp: str, alias: str, entries: Tuple[MountEntry, ...], source: str, remove: bool) -> List[Action]:
@@ -213,7 +216,7 @@ def _unmount_steps(mp: str, alias: str, entries: Tuple[MountEntry, ...], source:
     umount removes the top one), then the directories."""
     steps: List[Action] = []
     if alias != mp:
-        steps.extend(Unmount(mp, alias) for _ in stacked(entries, alias, source))
+        steps.extend(Unmount(mp, alias) for _ in stacked(entries, alias, None))
     steps.extend(Unmount(mp, mp) for _ in stacked(entries, mp, source))
     if remove:
         if alias != mp:
@@ -280,7 +283,7 @@ def plan_shares(
         entry = top_mount(entries, mp)
         ours = entry is not None and entry.fstype == "cifs" and entry.source == source_of[mp]
         source = source_of[mp]
-        alias_stack = stacked(entries, alias, source) if alias != mp else []
+        alias_stack = stacked(entries, alias, None) if alias != mp else []
         if ours and mounted.get(mp) == fp:
             assert entry is not None
             if alias != mp and (not alias_stack or alias_stack[-1].dev != entry.dev):

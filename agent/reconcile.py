@@ -398,6 +398,11 @@ def _apply_one(action: Action, ctx: Context) -> None:
         _mount_share(action, ctx)
         log.info("share %s mounted at %s", action.source, action.spec.mountpoint)
     elif isinstance(action, BindAlias):
+        # Bind only the share itself: if it was unmounted meanwhile, binding
+        # the bare directory would leave a stale alias.
+        table = parse_mountinfo(read_text(ctx.path("/proc/self/mountinfo")) or "")
+        if not any(e.target == action.source and e.fstype == "cifs" for e in table):
+            raise RuntimeError(f"bind {action.source} at {action.target}: {action.source} is not mounted")
         os.makedirs(ctx.path(action.target), exist_ok=True)
         result = run_command(["mount", "-o", "bind", ctx.path(action.source), ctx.path(action.target)], 10,
                              ctx.should_stop)

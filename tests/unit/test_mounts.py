@@ -220,3 +220,11 @@ def test_stale_alias_binds_are_unmounted_before_binding_again():
              ROOT + cifs_line(30, "/c") + bind_line(31, "/C", dev="0:49") + bind_line(32, "/C"))
     assert [a.as_dict() for a in p.actions[1:]][:3] == [{"action": "unmount", "target": "/C"}] * 2 + [
         {"action": "unmount", "target": "/c"}]
+
+
+def test_a_bind_of_the_bare_directory_at_the_alias_is_cleaned_too():
+    state = applied(SharesState(), plan([("cifsmount", C)]))
+    bare = "29 22 0:2 /c /C rw - rootfs rootfs rw\n"  # the share was gone when the bind ran
+    p = plan([("cifsmount", C)], state, ROOT + bare + cifs_line(30, "/c"))
+    assert [a.as_dict() for a in p.actions] == [{"action": "unmount", "target": "/C"},
+                                                {"action": "bind", "source": "/c", "target": "/C"}]
