@@ -81,6 +81,7 @@ class WatchSettings:
     skip: Tuple[str, ...] = (".git", "node_modules")
     max_dirs: int = 1000
     state_file: str = "/run/moby-agent/watch.json"
+    rescan_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -167,6 +168,9 @@ def _check(settings: Settings, where: str) -> None:
         raise ConfigError(f"{where}: docker.restart_command: expected a command (a non-empty list)")
     if not 1 <= settings.watch.max_dirs <= 100_000:
         raise ConfigError(f"{where}: watch.max_dirs: expected 1 to 100000, got {settings.watch.max_dirs}")
+    if settings.watch.rescan_seconds < 0:
+        got = settings.watch.rescan_seconds
+        raise ConfigError(f"{where}: watch.rescan_seconds: expected 0 (off) or more, got {got}")
     if settings.database.poll_seconds < 0:
         got = settings.database.poll_seconds
         raise ConfigError(f"{where}: database.poll_seconds: expected 0 (off) or more, got {got}")

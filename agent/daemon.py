@@ -137,7 +137,8 @@ class Agent:
             from agent.notify import ShareWatcher
 
             self.share_watcher = ShareWatcher(self.settings.watch.skip, self.settings.watch.max_dirs,
-                                              lambda p: under(self.root, p), self._poke)
+                                              lambda p: under(self.root, p), self._poke,
+                                              self.settings.watch.rescan_seconds)
         self.share_watcher.set_roots(roots)
 
     def _update_capabilities(

@@ -103,7 +103,8 @@ class ShareWatcher:
     """Threads blocked in CIFS_IOC_NOTIFY_INFO, one per directory below the roots."""
 
     def __init__(self, skip: Iterable[str], max_dirs: int, under: Callable[[str], str] = lambda p: p,
-                 on_activity: Callable[[], None] = lambda: None) -> None:
+                 on_activity: Callable[[], None] = lambda: None, rescan_seconds: float = 0.0) -> None:
+        self.rescan_seconds = rescan_seconds  # > 0: poll directories whose server has no change notify
         self.on_activity = on_activity  # called (from a watcher thread) after re-emitting
         self.skip = set(skip)
         self.max_dirs = max_dirs
@@ -150,8 +151,9 @@ class ShareWatcher:
             return
         try:
             before = snapshot(real)
-            for name, (_m, _s, is_dir) in before.items():
-                if is_dir and name not in self.skip:
+            # Most recently changed first: over the limit, those are the ones kept.
+            for name, _entry in sorted(before.items(), key=lambda kv: -kv[1][0]):
+                if _entry[2] and name not in self.skip:
                     self._add(os.path.join(path, name))
             errors = 0
             while not self._stop.is_set():
@@ -167,9 +169,13 @@ class ShareWatcher:
                     # change notify is not available at all.
                     errors += 1
                     if errors >= 3:
-                        self.stats.why = f"{path}: change notify not available ({exc.strerror}); not watched"
-                        self.stats.dropped += 1
-                        break
+                        if self.rescan_seconds <= 0:
+                            self.stats.why = f"{path}: change notify not available ({exc.strerror}); not watched"
+                            self.stats.dropped += 1
+                            break
+                        self.stats.why = (f"{path}: change notify not available ({exc.strerror}); "
+                                          f"rescanned every {self.rescan_seconds:g} s")
+                        time.sleep(self.rescan_seconds)
                 # Nothing is queued between two calls: rescan until the
                 # directory has been quiet for SETTLE seconds, then re-arm.
                 try:

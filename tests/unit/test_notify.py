@@ -52,3 +52,21 @@ def test_a_directory_without_change_notify_is_reported(tmp_path):
         time.sleep(0.01)
     assert "change notify not available" in w.stats.why
     assert w.stats.directories == 0
+
+
+def test_without_change_notify_a_rescan_interval_covers_it(tmp_path):
+    import time
+
+    w = ShareWatcher([], max_dirs=10, rescan_seconds=0.05)
+    (tmp_path / "a.txt").write_text("1")
+    w.set_roots([str(tmp_path)])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and "rescanned every" not in (w.stats.why or ""):
+        time.sleep(0.01)
+    assert "rescanned every 0.05 s" in w.stats.why
+    (tmp_path / "b.txt").write_text("2")
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and w.stats.reemitted == 0:
+        time.sleep(0.01)
+    assert w.stats.reemitted >= 1 and w.stats.directories == 1
+    w.stop()
