@@ -284,25 +284,19 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args, settings, config_path, explicit)
-        if args.command == "kvp":
-            return _cmd_kvp(args, settings)
-        if args.command == "plan":
-            return _cmd_plan(args, settings)
-        if args.command == "status":
-            return _cmd_status(args, settings)
-        if args.command == "health":
-            return _cmd_health(args, settings)
-        if args.command == "doctor":
-            return _cmd_doctor(args, settings)
-        if args.command == "config":
-            return _cmd_config(args, settings)
-        if args.command == "daemon-json":
-            return _cmd_daemon_json(args, settings)
-        if args.command == "watch":
-            return _cmd_watch(args, settings)
+        commands = {
+            "kvp": _cmd_kvp,
+            "plan": _cmd_plan,
+            "status": _cmd_status,
+            "health": _cmd_health,
+            "doctor": _cmd_doctor,
+            "config": _cmd_config,
+            "daemon-json": _cmd_daemon_json,
+            "watch": _cmd_watch,
+        }
+        return commands[args.command](args, settings)
     except kvp.KvpError as exc:
         print(f"moby-agent: {exc}; nothing was written", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0
-    raise AssertionError(args.command)
