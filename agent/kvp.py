@@ -18,7 +18,6 @@ VALUE_SIZE = 2048
 RECORD_SIZE = KEY_SIZE + VALUE_SIZE
 POOL_COUNT = 5
 GUEST_POOL = 1
-POOL_NAMES = ("external", "guest", "auto", "auto_external", "auto_internal")
 
 Item = Tuple[str, str]
 

@@ -292,7 +292,6 @@ class Memory:
     seen_host_items: Optional[Tuple[kvp.Item, ...]] = None
     retries: Dict[str, Retry] = field(default_factory=dict)
     last_errors: Dict[str, str] = field(default_factory=dict)
-    docker_result: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -443,7 +442,7 @@ def _apply_one(action: Action, ctx: Context) -> None:
         if result.returncode != 0:
             raise RuntimeError(f"sysctl -p {action.path}: {result.output}")
     elif isinstance(action, ApplyDocker):
-        ctx.memory.docker_result = _apply_docker(action, ctx)
+        _apply_docker(action, ctx)
     elif isinstance(action, SetAddress):
         _set_address(action)
         log.info("address %s/%d set on %s", action.address, action.prefix, action.interface)
@@ -454,8 +453,9 @@ def _apply_one(action: Action, ctx: Context) -> None:
         raise NotImplementedError(f"no executor for action {action.name()}")
 
 
-def _apply_docker(action: ApplyDocker, ctx: Context) -> str:
-    """Reload or restart dockerd, then check /info; returns what was found."""
+def _apply_docker(action: ApplyDocker, ctx: Context) -> None:
+    """Reload or restart dockerd, then check /info: returns once it shows the
+    new settings (applied and verified), raises with what differs."""
     import signal as _signal
 
     from agent.dockerapi import DockerAPI, DockerError
@@ -481,7 +481,7 @@ def _apply_docker(action: ApplyDocker, ctx: Context) -> str:
                 if api.ping():
                     diffs = dockerconfig.differences(api.info(), action.expected)
                     if not diffs:
-                        return "applied and verified"
+                        return
             except DockerError as exc:
                 diffs = [str(exc)]
             time.sleep(0.2)

@@ -38,7 +38,6 @@ class PoolWatcher:
         self._inotify = INotify(nonblocking=True)
         self._wd: Optional[int] = None
         self._watching: Optional[str] = None
-        self.overflows = 0
         self._arm()
 
     def fileno(self) -> int:
@@ -80,7 +79,6 @@ class PoolWatcher:
         rearm = False
         for event in self._inotify.read(timeout=0):
             if event.mask & flags.Q_OVERFLOW:
-                self.overflows += 1
                 log.warning("inotify queue overflowed: events were lost; running a full pass")
                 relevant = rearm = True
                 continue
