@@ -7,7 +7,6 @@ directory as its init script does, and shows what the agent saw, its status,
 its plan and the items it keeps in pool 1 for the host.
 """
 
-import fcntl
 import os
 import shutil
 import signal
@@ -18,16 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from agent import kvp  # noqa: E402
-
-
-def daemon_write(path: Path, items) -> None:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.lockf(fd, fcntl.LOCK_EX)
-    with open(path, "wb") as f:  # fopen("w"): truncate, then write
-        f.write(kvp.encode(items))
-    fcntl.lockf(fd, fcntl.LOCK_UN)
-    os.close(fd)
+from tests.integration.writer import write_items  # noqa: E402  (the daemon's way of writing a pool)
 
 
 def agent(root: Path, *args: str) -> None:
@@ -53,13 +43,13 @@ def main() -> int:
     try:
         time.sleep(0.5)
         print("== the host pushes cifsmount (written as hv_kvp_daemon writes .kvp_pool_0)")
-        daemon_write(pool_dir / ".kvp_pool_0", [("cifsmount", "/c;/C;username=me,password=s3cret,noperm")])
+        write_items(pool_dir / ".kvp_pool_0", [("cifsmount", "/c;/C;username=me,password=s3cret,noperm")])
         time.sleep(0.3)
         print("== hv_kvp_daemon's init script removes the pool directory, then the daemon recreates it")
         shutil.rmtree(pool_dir)
         time.sleep(0.3)
         pool_dir.mkdir()
-        daemon_write(pool_dir / ".kvp_pool_0", [("cifsmount", "/c;/C;username=me,password=n3w,noperm")])
+        write_items(pool_dir / ".kvp_pool_0", [("cifsmount", "/c;/C;username=me,password=n3w,noperm")])
         time.sleep(0.3)
         print("== what the agent logged (passwords never appear)")
         print(log.read_text())

@@ -7,20 +7,9 @@ import subprocess
 import time
 from pathlib import Path
 
-from agent import kvp
 from tests.conftest import require_root
 from tests.integration.agentproc import AgentProcess
-
-
-def daemon_write(path, items):
-    import fcntl
-
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    fcntl.lockf(fd, fcntl.LOCK_EX)
-    with open(path, "wb") as f:
-        f.write(kvp.encode(items))
-    fcntl.lockf(fd, fcntl.LOCK_UN)
-    os.close(fd)
+from tests.integration.writer import write_items
 
 
 def test_inotify_queue_overflow_forces_a_full_pass(tmp_path):
@@ -40,7 +29,7 @@ def test_inotify_queue_overflow_forces_a_full_pass(tmp_path):
         for i in range(100):  # distinct names: the kernel merges identical consecutive events
             (pool_dir / f".kvp_pool_junk{i}").write_text("x")
             (pool_dir / f".kvp_pool_junk{i}").unlink()
-            daemon_write(pool_dir / ".kvp_pool_0", [("n", str(i))])
+            write_items(pool_dir / ".kvp_pool_0", [("n", str(i))])
         t0 = time.monotonic()
         os.kill(agent.proc.pid, signal.SIGCONT)
         agent.wait_for("inotify queue overflowed")
@@ -62,12 +51,12 @@ def test_a_full_run_is_survived_and_recovered(tmp_path):
             agent.wait_status(lambda d: d["passes"] >= 1)
             filler = run / "filler"
             subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k", "count=64"], capture_output=True)
-            daemon_write(tmp_path / "var" / "lib" / "hyperv" / ".kvp_pool_0", [("a", "1")])
+            write_items(tmp_path / "var" / "lib" / "hyperv" / ".kvp_pool_0", [("a", "1")])
             agent.wait_for("cannot write status file")
             assert agent.proc.poll() is None  # still running
             filler.unlink()
             t0 = time.monotonic()
-            daemon_write(tmp_path / "var" / "lib" / "hyperv" / ".kvp_pool_0", [("a", "2")])
+            write_items(tmp_path / "var" / "lib" / "hyperv" / ".kvp_pool_0", [("a", "2")])
             agent.wait_status(lambda d: d["capabilities"]["pool"]["last_action"] == "read pool 0: 1 items"
                               and d["passes"] >= 3)
             print(f"full /run: status written again {1000 * (time.monotonic() - t0):.0f} ms after space came back")
@@ -87,7 +76,7 @@ def test_pool_directory_deleted_and_recreated_recovery_time(tmp_path):
         agent.wait_status(lambda d: d["capabilities"]["pool"]["state"] == "waiting")
         t0 = time.monotonic()
         pool_dir.mkdir()
-        daemon_write(pool_dir / ".kvp_pool_0", [("back", "1")])
+        write_items(pool_dir / ".kvp_pool_0", [("back", "1")])
         agent.wait_for("item back added")
         print(f"pool directory recreated: item seen {1000 * (time.monotonic() - t0):.0f} ms later")
     finally:

@@ -34,6 +34,15 @@ def daemon_write(fd: int, path: str, data: bytes, pause: float = 0.0) -> None:
     fcntl.lockf(fd, fcntl.LOCK_UN)
 
 
+def write_items(path, items) -> None:
+    """One daemon-style update of the pool at `path` (created if missing)."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        daemon_write(fd, str(path), kvp.encode(items))
+    finally:
+        os.close(fd)
+
+
 def main() -> None:
     path, mode = sys.argv[1], sys.argv[2]
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
