@@ -233,9 +233,6 @@ def _cmd_watch(args: argparse.Namespace, settings: config.Settings) -> int:
     doc = _read_status(args, settings)
     if doc and isinstance(doc.get("pid"), int) and doc.get("state") != "stopped" and pid_alive(doc["pid"]):
         os.kill(doc["pid"], signal.SIGHUP)  # the running agent picks it up now
-    if args.verb == "remove":
-        print("moby-agent watch: removed; directories already watched stay watched until the agent restarts",
-              file=sys.stderr)
     return 0
 
 

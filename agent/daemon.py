@@ -106,7 +106,8 @@ class Agent:
             if problem not in self._logged_problems:  # once per change, not per pass
                 log.warning("%s", problem)
         self._logged_problems = set(plan.problems)
-        ctx = reconcile.Context(self.settings, self.root, self.memory, obs.shares, lambda: self._stop)
+        ctx = reconcile.Context(self.settings, self.root, self.memory, obs.shares, lambda: self._stop,
+                                self._release_watch)
         outcomes = reconcile.apply(plan.actions, ctx)
         self.rerun = ctx.rerun
         self.passes += 1
@@ -131,7 +132,7 @@ class Agent:
     def _update_watch(self) -> None:
         """Start watching the configured shared paths once they exist."""
         roots = list(self.settings.watch.shares) + watch_list(under(self.root, self.settings.watch.state_file))
-        if not roots:
+        if not roots and self.share_watcher is None:
             return
         if self.share_watcher is None:
             from agent.notify import ShareWatcher
@@ -140,6 +141,10 @@ class Agent:
                                               lambda p: under(self.root, p), self._poke,
                                               self.settings.watch.rescan_seconds)
         self.share_watcher.set_roots(roots)
+
+    def _release_watch(self, target: str) -> None:
+        if self.share_watcher is not None:
+            self.share_watcher.release(target)
 
     def _update_capabilities(
         self, obs: reconcile.Observation, plan: reconcile.Plan, outcomes: List[reconcile.Outcome]

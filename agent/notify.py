@@ -8,17 +8,27 @@ queued between calls) and every added or modified file is re-emitted with a
 chmod to its current mode, which raises IN_ATTRIB for local watchers (and
 their bind mounts) and is not echoed back by the server. One thread per
 watched directory, blocked in the kernel: idle costs no CPU.
+
+The server also reports the guest's own writes, once at once and again when
+the client's deferred close sets the file's write time (closetimeo, 1 s).
+Local inotify sees every change made through this kernel, in any mount
+namespace, and none made on the host: a file with a local event in the last
+LOCAL_GRACE seconds changed in the guest, whose watchers already saw it, and
+is not re-emitted.
 """
 
 import ctypes
 import logging
 import os
+import select
 import stat
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Iterable, List, Optional, Set, Tuple
+from typing import Callable, Dict, Iterable, List, Optional, Tuple
+
+from inotify_simple import INotify, flags
 
 log = logging.getLogger("moby-agent")
 
@@ -27,6 +37,14 @@ CIFS_IOC_NOTIFY_INFO = 0xC009CF0B  # _IOWR(0xCF, 11, struct smb3_notify_info), 9
 COMPLETION_FILTER = 0x1 | 0x2 | 0x4 | 0x8 | 0x10
 DATA_LEN = 4096
 SETTLE = 0.3  # seconds of quiet after a change before the next request
+# How long after a local event a change to the file is the guest's own: the
+# client's deferred close (closetimeo) and attribute cache (actimeo), 1 s
+# each by default, plus a margin. A host edit to the same file within this
+# time of a guest edit is not re-emitted (the guest's watchers saw the file
+# change at about that time).
+LOCAL_GRACE = 2.5
+_LOCAL_MASK = (flags.CREATE | flags.MODIFY | flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM
+               | flags.DELETE | flags.ATTRIB | flags.ONLYDIR)
 _HEADER = struct.Struct("<I?I")
 
 Snapshot = Dict[str, Tuple[int, int, bool]]  # name -> (mtime_ns, size, is_dir)
@@ -86,17 +104,115 @@ def changed(before: Snapshot, after: Snapshot) -> Tuple[List[str], List[str], Li
     return files, new_dirs, gone_dirs
 
 
+class LocalChanges:
+    """The guest's own changes in the watched directories, from local inotify.
+
+    A thread blocked on the inotify descriptor stamps each event with the time
+    it arrived; recent() drains what is queued first, so a change the guest
+    made before the server reported it is always known by then (the event is
+    queued by the write itself). The agent's own re-emitting chmods are
+    counted out."""
+
+    def __init__(self) -> None:
+        self._ino = INotify(nonblocking=True)
+        self._lock = threading.Lock()
+        self._wds: Dict[str, int] = {}
+        self._paths: Dict[int, str] = {}
+        self._last: Dict[Tuple[str, str], float] = {}  # (directory, name) -> monotonic time of the last event
+        self._own: Dict[Tuple[str, str], int] = {}  # our chmods whose IN_ATTRIB has not been read yet
+        self._pruned = 0.0
+        self.failed = 0  # directories without a local watch (max_user_watches reached)
+        threading.Thread(target=self._run, daemon=True, name="local changes").start()
+
+    def add(self, path: str, real: str) -> None:
+        with self._lock:
+            try:
+                wd = self._ino.add_watch(real, _LOCAL_MASK)
+            except OSError as exc:
+                if not self.failed:
+                    log.warning("watch %s: no local inotify watch (%s); the guest's own changes there are "
+                                "re-emitted", path, exc.strerror)
+                self.failed += 1
+                return
+            self._wds[path] = wd
+            self._paths[wd] = path
+
+    def remove(self, path: str) -> None:
+        with self._lock:
+            wd = self._wds.pop(path, None)
+            if wd is not None:
+                self._paths.pop(wd, None)
+                try:
+                    self._ino.rm_watch(wd)
+                except OSError:
+                    pass  # the directory is gone: the kernel dropped the watch
+
+    def touch(self, path: str, names: Iterable[str]) -> None:
+        """Count names as changed in the guest now (a directory the guest made)."""
+        now = time.monotonic()
+        with self._lock:
+            for name in names:
+                self._last[(path, name)] = now
+
+    def expect_own(self, path: str, name: str, delta: int) -> None:
+        """Our chmod of path/name is (delta 1) or is not (-1, it failed) about to raise an IN_ATTRIB."""
+        with self._lock:
+            self._count_own((path, name), delta)
+
+    def _count_own(self, key: Tuple[str, str], delta: int) -> None:
+        count = self._own.get(key, 0) + delta
+        if count > 0:
+            self._own[key] = count
+        else:
+            self._own.pop(key, None)
+
+    def recent(self, path: str, name: str) -> bool:
+        """Did the guest itself change path/name in the last LOCAL_GRACE seconds?"""
+        with self._lock:
+            self._drain()
+            last = self._last.get((path, name))
+        return last is not None and time.monotonic() - last < LOCAL_GRACE
+
+    def _run(self) -> None:
+        poller = select.poll()
+        poller.register(self._ino.fileno(), select.POLLIN)
+        while True:
+            poller.poll()  # blocked until an event is queued
+            with self._lock:
+                self._drain()
+
+    def _drain(self) -> None:
+        now = time.monotonic()
+        for event in self._ino.read(timeout=0):
+            if event.mask & flags.Q_OVERFLOW:
+                self._own.clear()  # the chmods' events were lost with the rest
+                continue
+            path = self._paths.get(event.wd)
+            if path is None or not event.name:
+                continue  # the directory itself, or a watch just removed
+            key = (path, event.name)
+            if event.mask & flags.ATTRIB and self._own.get(key):
+                self._count_own(key, -1)
+                continue
+            self._last[key] = now
+        if now - self._pruned > LOCAL_GRACE:
+            self._pruned = now
+            for key in [k for k, t in self._last.items() if now - t >= LOCAL_GRACE]:
+                del self._last[key]
+
+
 @dataclass
 class WatchStats:
     roots: List[str] = field(default_factory=list)
     directories: int = 0
     reemitted: int = 0
+    guest_changes: int = 0  # changes the guest made itself: its watchers saw them, not re-emitted
     dropped: int = 0
     why: Optional[str] = None
 
     def as_dict(self) -> Dict[str, object]:
         return {"roots": list(self.roots), "directories": self.directories, "reemitted": self.reemitted,
-                "dropped": self.dropped, "why": self.why}
+                "guest_changes": self.guest_changes, "dropped": self.dropped, "why": self.why}
 
 
 class ShareWatcher:
@@ -105,16 +221,24 @@ class ShareWatcher:
     def __init__(self, skip: Iterable[str], max_dirs: int, under: Callable[[str], str] = lambda p: p,
                  on_activity: Callable[[], None] = lambda: None, rescan_seconds: float = 0.0) -> None:
         self.rescan_seconds = rescan_seconds  # > 0: poll directories whose server has no change notify
-        self.on_activity = on_activity  # called (from a watcher thread) after re-emitting
+        self.on_activity = on_activity  # called (from any thread) when the stats changed
         self.skip = set(skip)
         self.max_dirs = max_dirs
         self.under = under
         self.stats = WatchStats()
         self._lock = threading.Lock()
-        self._dirs: Set[str] = set()
+        # Each watched directory -> its thread's token, set when the thread
+        # has closed its descriptor. A thread whose token is no longer the
+        # one here (released, removed, or watched anew) ends at its next return.
+        self._dirs: Dict[str, threading.Event] = {}
         self._stop = threading.Event()
+        self.local = LocalChanges()
 
     def set_roots(self, roots: Iterable[str]) -> None:
+        """Watch these roots: start the new ones, release the ones no longer asked for."""
+        roots = list(roots)
+        for root in [r for r in self.stats.roots if r not in roots]:
+            self.release(root)
         for root in roots:
             if root in self.stats.roots:
                 continue
@@ -122,45 +246,99 @@ class ShareWatcher:
                 self.stats.why = f"{root} is not a directory (not mounted yet?)"
                 continue
             self.stats.roots.append(root)
+            if self.stats.why and self.stats.why.startswith(f"{root} is not a directory"):
+                self.stats.why = None  # it is now
             self._add(root)
 
-    def _add(self, path: str) -> None:
+    def _add(self, path: str, made_here: bool = False) -> None:
         with self._lock:
             if path in self._dirs:
                 return
             if len(self._dirs) >= self.max_dirs:
                 self.stats.dropped += 1
                 self.stats.why = f"limit of {self.max_dirs} watched directories reached; {path} not watched"
+                self.on_activity()
                 return
-            self._dirs.add(path)
+            token = self._dirs[path] = threading.Event()
             self.stats.directories = len(self._dirs)
-        threading.Thread(target=self._watch, args=(path,), daemon=True, name=f"watch {path}").start()
+        self.on_activity()
+        # The local watch first: the guest's changes from now on are known,
+        # and so are the chmods of a new directory's files (_reemit_tree).
+        self.local.add(path, self.under(path))
+        threading.Thread(target=self._watch, args=(path, made_here, token), daemon=True,
+                         name=f"watch {path}").start()
 
-    def _remove(self, path: str) -> None:
+    def _remove(self, path: str, token: Optional[threading.Event] = None) -> None:
+        """Stop watching path (only if still watched by token's thread, when given)."""
         with self._lock:
-            self._dirs.discard(path)
+            if path not in self._dirs or (token is not None and self._dirs[path] is not token):
+                return
+            del self._dirs[path]
             self.stats.directories = len(self._dirs)
+        self.local.remove(path)
+        self.on_activity()
 
-    def _watch(self, path: str) -> None:
+    def release(self, prefix: str, timeout: float = 5.0) -> None:
+        """Stop watching prefix and every directory below it, and wait (at
+        most timeout seconds) until their descriptors are closed: before an
+        unmount, which they would otherwise keep busy.
+
+        A thread blocked in the server cannot be interrupted (cifs waits
+        killably); setting a directory's times to their current values makes
+        the server complete its request, changing nothing."""
+        inside = prefix.rstrip("/") + "/"
+        with self._lock:
+            gone = {p: t for p, t in self._dirs.items() if p == prefix or p.startswith(inside)}
+            for p in gone:
+                del self._dirs[p]
+            self.stats.directories = len(self._dirs)
+            self.stats.roots = [r for r in self.stats.roots if not (r == prefix or r.startswith(inside))]
+        for p in gone:
+            self.local.remove(p)
+            threading.Thread(target=self._wake, args=(self.under(p),), daemon=True, name=f"wake {p}").start()
+        deadline = time.monotonic() + timeout
+        for token in gone.values():
+            token.wait(max(0.0, deadline - time.monotonic()))
+        self.on_activity()
+
+    @staticmethod
+    def _wake(real: str) -> None:
+        try:
+            st = os.stat(real)
+            os.utime(real, ns=(st.st_atime_ns, st.st_mtime_ns))
+        except OSError:
+            pass  # gone or unreachable: its request ends with the directory or the connection
+
+    def _watch(self, path: str, made_here: bool, token: threading.Event) -> None:
         real = self.under(path)
         try:
             fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             self.stats.why = f"{path}: {exc.strerror}"
-            self._remove(path)
+            self._remove(path, token)
+            token.set()
             return
+
+        def wanted() -> bool:
+            return not self._stop.is_set() and self._dirs.get(path) is token
+
         try:
             before = snapshot(real)
+            if made_here:
+                # Files the guest wrote before the local watch existed: its own.
+                self.local.touch(path, before)
             # Most recently changed first: over the limit, those are the ones kept.
             for name, _entry in sorted(before.items(), key=lambda kv: -kv[1][0]):
                 if _entry[2] and name not in self.skip:
                     self._add(os.path.join(path, name))
             errors = 0
-            while not self._stop.is_set():
+            while wanted():
                 try:
                     wait_for_change(fd)
                     errors = 0
                 except OSError as exc:
+                    if not wanted():
+                        break
                     if not os.path.isdir(real):
                         break  # the directory is gone
                     # The server also fails a request whose changes overflowed
@@ -179,9 +357,9 @@ class ShareWatcher:
                 # Nothing is queued between two calls: rescan until the
                 # directory has been quiet for SETTLE seconds, then re-arm.
                 try:
-                    while True:
+                    while wanted():
                         after = snapshot(real)
-                        if not self._apply(path, real, before, after):
+                        if not self._apply(path, before, after):
                             break
                         before = after
                         self.on_activity()
@@ -190,38 +368,55 @@ class ShareWatcher:
                     break
         finally:
             os.close(fd)
-            self._remove(path)
+            self._remove(path, token)
+            token.set()
 
-    def _apply(self, path: str, real: str, before: Snapshot, after: Snapshot) -> bool:
+    def _apply(self, path: str, before: Snapshot, after: Snapshot) -> bool:
         """Re-emit what changed between two scans; False when nothing did."""
         files, new_dirs, gone = changed(before, after)
         for name in files:
-            self._reemit(os.path.join(real, name))
+            if self.local.recent(path, name):
+                self.stats.guest_changes += 1
+            else:
+                self._reemit(path, name)
         for name in new_dirs:
-            if name not in self.skip:
-                self._add(os.path.join(path, name))
-                self._reemit(os.path.join(real, name))  # watchers add a watch for a new directory
-                self._reemit_tree(os.path.join(real, name))
+            made_here = self.local.recent(path, name)
+            skipped = name in self.skip
+            if not skipped:
+                self._add(os.path.join(path, name), made_here)
+            if made_here:
+                self.stats.guest_changes += 1
+                continue
+            self._reemit(path, name)  # watchers add a watch for a new directory
+            if not skipped:
+                self._reemit_tree(os.path.join(path, name))
         for name in gone:
             self._remove(os.path.join(path, name))
         return bool(files or new_dirs or gone)
 
-    def _reemit(self, path: str) -> None:
+    def _reemit(self, path: str, name: str) -> None:
         """chmod to the current mode: IN_ATTRIB for local watchers, no echo from the server."""
+        real = os.path.join(self.under(path), name)
         try:
-            st = os.lstat(path)
-            if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
-                os.chmod(path, stat.S_IMODE(st.st_mode))
-                self.stats.reemitted += 1
+            st = os.lstat(real)
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                return
+            self.local.expect_own(path, name, 1)
+            try:
+                os.chmod(real, stat.S_IMODE(st.st_mode))
+            except OSError:
+                self.local.expect_own(path, name, -1)
+                raise
+            self.stats.reemitted += 1
         except OSError:
             pass
 
     def _reemit_tree(self, path: str) -> None:
         """Files already in a directory that appeared: re-emit them too."""
         try:
-            for name, (_m, _s, is_dir) in snapshot(path).items():
+            for name, (_m, _s, is_dir) in snapshot(self.under(path)).items():
                 if not is_dir:
-                    self._reemit(os.path.join(path, name))
+                    self._reemit(path, name)
         except OSError:
             pass
 

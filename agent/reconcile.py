@@ -311,6 +311,9 @@ class Context:
     memory: Memory
     shares: SharesState
     should_stop: Callable[[], bool] = lambda: False
+    # Called with a mount target before it is unmounted: the live-reload
+    # watcher lets go of its directories there (they would keep it busy).
+    release: Callable[[str], None] = lambda target: None
     changed: bool = False
     rerun: bool = False
 
@@ -409,6 +412,7 @@ def _apply_one(action: Action, ctx: Context) -> None:
             raise RuntimeError(f"bind {action.source} at {action.target}: {result.output}")
         log.info("alias %s bound to %s", action.target, action.source)
     elif isinstance(action, Unmount):
+        ctx.release(action.target)
         result = run_command(["umount", ctx.path(action.target)], 30, ctx.should_stop)
         if result.returncode != 0:
             raise RuntimeError(f"unmount {action.target}: {result.output}")

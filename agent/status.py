@@ -99,7 +99,7 @@ def describe(doc: Mapping[str, Any], alive: bool) -> Tuple[str, int]:
     if watch:
         line = (f"  {'watch':<14} {', '.join(watch.get('roots') or []) or 'no root yet'}: "
                 f"{watch.get('directories')} directories, {watch.get('reemitted')} events re-emitted, "
-                f"{watch.get('dropped')} dropped")
+                f"{watch.get('guest_changes', 0)} guest changes not re-emitted, {watch.get('dropped')} dropped")
         if watch.get("why"):
             line += f"; {watch['why']}"
         lines.append(line)

@@ -1,9 +1,12 @@
+import os
 import struct
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
+from inotify_simple import INotify, flags
 
-from agent.notify import ShareWatcher, changed, parse_notify
+from agent.notify import LocalChanges, ShareWatcher, changed, parse_notify
 
 
 def record(action, name, last=False):
@@ -34,7 +37,7 @@ def test_changed_files_and_directories():
 def test_the_directory_limit_is_respected_and_reported(tmp_path):
     started = []
     w = ShareWatcher([".git"], max_dirs=2)
-    w._watch = started.append  # no blocking notify outside a cifs mount
+    w._watch = lambda path, made_here, token: started.append(path)  # no blocking notify outside a cifs mount
     for name in ("a", "b", "c"):
         w._add(f"/C/src/{name}")
     assert w.stats.directories == 2 and w.stats.dropped == 1
@@ -45,8 +48,6 @@ def test_a_directory_without_change_notify_is_reported(tmp_path):
     # Outside cifs the ioctl fails: the watcher says so instead of spinning.
     w = ShareWatcher([], max_dirs=10)
     w.set_roots([str(tmp_path)])
-    import time
-
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and not w.stats.why:
         time.sleep(0.01)
@@ -54,19 +55,88 @@ def test_a_directory_without_change_notify_is_reported(tmp_path):
     assert w.stats.directories == 0
 
 
-def test_without_change_notify_a_rescan_interval_covers_it(tmp_path):
-    import time
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
+
+def rescanning_watcher(tmp_path):
     w = ShareWatcher([], max_dirs=10, rescan_seconds=0.05)
-    (tmp_path / "a.txt").write_text("1")
     w.set_roots([str(tmp_path)])
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and "rescanned every" not in (w.stats.why or ""):
-        time.sleep(0.01)
-    assert "rescanned every 0.05 s" in w.stats.why
+    wait_for(lambda: "rescanned every 0.05 s" in (w.stats.why or ""))
+    return w
+
+
+def test_without_change_notify_a_rescan_interval_covers_it(tmp_path):
+    (tmp_path / "a.txt").write_text("1")
+    w = rescanning_watcher(tmp_path)
+    # A change this kernel's inotify does not see, as a host-side edit: the
+    # local watch is taken away first.
+    w.local.remove(str(tmp_path))
     (tmp_path / "b.txt").write_text("2")
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and w.stats.reemitted == 0:
-        time.sleep(0.01)
-    assert w.stats.reemitted >= 1 and w.stats.directories == 1
+    wait_for(lambda: w.stats.reemitted >= 1)
+    assert w.stats.directories == 1 and w.stats.guest_changes == 0
+    w.stop()
+
+
+def test_the_guests_own_writes_are_not_re_emitted(tmp_path):
+    w = rescanning_watcher(tmp_path)
+    listener = INotify()
+    listener.add_watch(str(tmp_path), flags.ATTRIB | flags.CREATE | flags.MODIFY)
+    (tmp_path / "mine.txt").write_text("written in the guest")
+    (tmp_path / "made-here").mkdir()
+    (tmp_path / "made-here" / "inside.txt").write_text("x")
+    wait_for(lambda: w.stats.guest_changes >= 2)
+    time.sleep(0.3)  # several rescans more
+    assert w.stats.reemitted == 0
+    assert not [e for e in listener.read(timeout=0) if e.mask & flags.ATTRIB], "a guest write was re-emitted"
+    w.stop()
+
+
+def test_own_chmods_are_not_taken_for_guest_changes(tmp_path):
+    local = LocalChanges()
+    (tmp_path / "a.js").write_text("1")
+    local.add("/C/src", str(tmp_path))
+    local.expect_own("/C/src", "a.js", 1)
+    os.chmod(tmp_path / "a.js", 0o644)
+    assert not local.recent("/C/src", "a.js")
+    os.chmod(tmp_path / "a.js", 0o644)  # not ours: the guest's
+    assert local.recent("/C/src", "a.js")
+    # A chmod that failed raises nothing: its expectation is taken back.
+    local.expect_own("/C/src", "b.js", 1)
+    local.expect_own("/C/src", "b.js", -1)
+    (tmp_path / "b.js").write_text("2")
+    assert local.recent("/C/src", "b.js")
+    assert not local.recent("/C/elsewhere", "b.js")
+
+
+def test_guest_changes_are_forgotten_after_the_grace_time(tmp_path, monkeypatch):
+    local = LocalChanges()
+    local.add("/C/src", str(tmp_path))
+    (tmp_path / "a.js").write_text("1")
+    assert local.recent("/C/src", "a.js")
+    monkeypatch.setattr("agent.notify.LOCAL_GRACE", 0.0)
+    assert not local.recent("/C/src", "a.js")
+
+
+def test_release_stops_watching_and_closes_the_descriptors(tmp_path):
+    """Before an unmount: every directory at or below the target is let go."""
+    (tmp_path / "sub").mkdir()
+    w = rescanning_watcher(tmp_path)
+    wait_for(lambda: w.stats.directories == 2)
+    tokens = dict(w._dirs)
+    t0 = time.monotonic()
+    w.release(str(tmp_path))
+    assert time.monotonic() - t0 < 1.0
+    assert all(t.is_set() for t in tokens.values()), "a watcher still holds its directory"
+    assert w.stats.directories == 0 and w.stats.roots == []
+    # Watched again once asked (the share remounted): a fresh thread.
+    w.set_roots([str(tmp_path)])
+    wait_for(lambda: w.stats.directories == 2)
+    assert w._dirs[str(tmp_path)] is not tokens[str(tmp_path)]
+    # A root no longer asked for is released.
+    w.set_roots([])
+    assert w.stats.directories == 0 and w.stats.roots == []
     w.stop()

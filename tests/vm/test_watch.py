@@ -3,7 +3,10 @@ the guest, and in a bind mount in another mount namespace (as a container
 has), through the agent's CIFS change-notify re-emission."""
 
 import json
+import os
 import time
+
+import pytest
 
 from tests.vm.guest import SMB_PASSWORD, SMB_USER
 
@@ -24,16 +27,30 @@ while True:
                 wds[ino.add_watch(path, flags.ATTRIB | flags.CREATE | flags.MODIFY | flags.MOVED_TO)] = path
             except OSError:
                 pass
-        print(f"{time.monotonic():.3f} {os.path.relpath(path, top)}", flush=True)
+        kind = "|".join(f.name for f in flags.from_mask(e.mask))
+        print(f"{time.monotonic():.3f} {os.path.relpath(path, top)} {kind}", flush=True)
 """
+LOGS = ("/tmp/local.log", "/tmp/ctr.log")
 
 
-def events(guest, log):
+def events(guest, log, kinds=False):
     out = []
     for line in (guest.read(log) or "").splitlines()[1:]:
-        t, _, name = line.partition(" ")
-        out.append((float(t), name))
+        t, name, kind = line.split(" ")
+        out.append((float(t), name, kind) if kinds else (float(t), name))
     return out
+
+
+def watch_status(guest):
+    return json.loads(guest.read("/run/moby-agent/status.json")).get("watch", {})
+
+
+def notify_requests(guest):
+    """(change notify requests outstanding at the server, sent in all) from cifs's own accounting."""
+    outstanding = guest.read("/proc/fs/cifs/DebugData").count(" com: 15 ")
+    stats = guest.read("/proc/fs/cifs/Stats")
+    sent = int(stats.split("ChangeNotifies:")[1].split()[0])
+    return outstanding, sent
 
 
 
@@ -41,10 +58,53 @@ def guest_monotonic(guest):
     return float(guest.run(["python3", "-c", "import time; print(time.monotonic())"]).stdout)
 
 
-def test_host_edits_reach_guest_watchers(guest):
+def mount_share(guest):
     if " /C " not in guest.read("/proc/self/mountinfo"):
         guest.kvp.set(0, "cifsmount", V1)
         guest.wait(lambda: " /C " in guest.read("/proc/self/mountinfo"), timeout=20, what="the share")
+
+
+def test_the_directory_limit_is_respected(guest):
+    """Over watch.max_dirs: the most recently changed directories are watched,
+    one server request each, and the status says what was dropped."""
+    mount_share(guest)
+    top = guest.share / "limit"
+    for i in range(9):
+        (top / f"d{i}").mkdir(parents=True, exist_ok=True)
+        (top / f"d{i}" / "f.js").write_text("0")
+        os.utime(top / f"d{i}", (1_600_000_000 + i * 1000,) * 2)  # d8 the most recent
+    old_pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
+    guest.sh("cp /etc/moby-agent/agent.toml /tmp/agent.toml.saved"
+             " && printf '[watch]\\nmax_dirs = 4\\n' >> /etc/moby-agent/agent.toml"
+             " && rc-service moby-agent restart")
+    try:
+        guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json") or "{}").get("pid") != old_pid,
+                   timeout=20, what="the agent restarted with max_dirs = 4")
+        _, sent = notify_requests(guest)
+        assert guest.run(["moby-agent", "watch", "add", "/C/limit"]).returncode == 0
+        guest.wait(lambda: watch_status(guest).get("dropped") == 6, timeout=10, what="6 directories dropped")
+        status = watch_status(guest)
+        assert status["directories"] == 4 and "limit of 4 watched directories reached" in status["why"]
+        assert notify_requests(guest)[0] == 4  # outstanding: /C/limit, d8, d7, d6
+        shown = guest.run(["moby-agent", "status"]).stdout
+        assert "limit of 4" in shown
+        # The newest directory is watched, the oldest is not.
+        (top / "d8" / "f.js").write_text("1")
+        guest.wait(lambda: watch_status(guest)["reemitted"] >= 1, timeout=5, what="d8's change re-emitted")
+        guest.wait(lambda: notify_requests(guest)[0] == 4, timeout=5, what="d8's request re-armed")
+        (top / "d0" / "f.js").write_text("1")
+        time.sleep(2)
+        assert watch_status(guest)["reemitted"] == 1
+        assert notify_requests(guest)[1] > sent
+    finally:
+        guest.run(["moby-agent", "watch", "remove", "/C/limit"])
+        guest.sh("cp /tmp/agent.toml.saved /etc/moby-agent/agent.toml && rc-service moby-agent restart")
+
+
+@pytest.fixture(scope="module")
+def watched(guest):
+    """/C/src watched, a listener in the guest and one in a container-style bind mount."""
+    mount_share(guest)
     src = guest.share / "src"
     src.mkdir(exist_ok=True)
     (src / "app.js").write_text("v0\n")
@@ -52,18 +112,23 @@ def test_host_edits_reach_guest_watchers(guest):
     guest.sh("(python3 /tmp/listener.py /C/src > /tmp/local.log 2>&1 &);"
              " mkdir -p /mnt/ctr; (unshare -m sh -c 'mount --bind /C/src /mnt/ctr &&"
              " exec python3 /tmp/listener.py /mnt/ctr' > /tmp/ctr.log 2>&1 &)")
-    guest.wait(lambda: all("ready" in (guest.read(f) or "") for f in ("/tmp/local.log", "/tmp/ctr.log")),
-               timeout=20, what="the listeners")
+    guest.wait(lambda: all("ready" in (guest.read(f) or "") for f in LOGS), timeout=20, what="the listeners")
     assert guest.run(["moby-agent", "watch", "add", "/C/src"]).returncode == 0
-    guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json")).get("watch", {}).get("directories"),
-               timeout=10, what="the watch to start")
+    guest.wait(lambda: watch_status(guest).get("directories"), timeout=10, what="the watch to start")
     time.sleep(1)
+    yield src
+    guest.sh("pkill -f /tmp/listener.py")
+    assert guest.run(["moby-agent", "watch", "remove", "/C/src"]).returncode == 0
+
+
+def test_host_edits_reach_guest_watchers(guest, watched):
+    src = watched
 
     def edit_and_wait(what, edit, name):
         t0 = guest_monotonic(guest)
         edit()
         start = time.monotonic()
-        for log in ("/tmp/local.log", "/tmp/ctr.log"):
+        for log in LOGS:
             guest.wait(lambda log=log: any(t > t0 and n == name for t, n in events(guest, log)), timeout=5,
                        what=f"{what} seen in {log}")
         took = min(t for t, n in events(guest, "/tmp/local.log") if t > t0 and n == name) - t0
@@ -100,19 +165,62 @@ def test_host_edits_reach_guest_watchers(guest):
         print(guest.read("/run/moby-agent/status.json"))
         raise
 
-    # Quiet stays quiet: no CPU for the agent while nothing changes, no loop.
-    status = json.loads(guest.read("/run/moby-agent/status.json"))
-    pid = status["pid"]
+    # Quiet stays quiet: no CPU for the agent while nothing changes, no loop,
+    # and no server requests beyond one blocked per watched directory.
+    pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
     time.sleep(2)
 
     def cpu():
         fields = guest.read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
         return int(fields[11]) + int(fields[12])
 
-    before, count = cpu(), len(events(guest, "/tmp/local.log"))
+    before, count, (outstanding, sent) = cpu(), len(events(guest, "/tmp/local.log")), notify_requests(guest)
     time.sleep(4)
     assert cpu() - before <= 1, "the agent used CPU on a quiet share"
     assert len(events(guest, "/tmp/local.log")) == count, "events on a quiet share: a loop"
+    assert notify_requests(guest) == (outstanding, sent), "server requests on a quiet share"
+    assert outstanding == watch_status(guest)["directories"] == 2  # src and src/lib
     shown = guest.run(["moby-agent", "status"]).stdout
     assert "watch" in shown and "/C/src" in shown and "re-emitted" in shown
-    guest.sh("pkill -f /tmp/listener.py")
+
+
+def test_the_guests_own_changes_are_not_re_emitted(guest, watched):
+    """A write in the guest, in a container's bind mount, a new directory with
+    files and an editor-style save: the server reports each (at once and
+    again at the deferred close), and none is turned into a further event."""
+    before = watch_status(guest)
+    t0 = guest_monotonic(guest)
+    guest.sh("echo guest >> /C/src/app.js && mkdir /C/src/out && echo 1 > /C/src/out/a.txt"
+             " && echo s > /C/src/.x.swp && mv /C/src/.x.swp /C/src/x.js"
+             " && unshare -m sh -c 'mount --bind /C/src /mnt/ctr && echo c >> /mnt/ctr/new-in-ctr.js'")
+    guest.wait(lambda: watch_status(guest)["guest_changes"] - before["guest_changes"] >= 5, timeout=5,
+               what="the server to report the guest's changes")
+    time.sleep(3)  # past the deferred close (closetimeo=1) and the attribute cache (actimeo=1)
+    after = watch_status(guest)
+    assert after["reemitted"] == before["reemitted"], after
+    for log in LOGS:
+        attrib = [(n, k) for t, n, k in events(guest, log, kinds=True) if t > t0 and "ATTRIB" in k]
+        assert not attrib, f"{log}: the guest's own changes came back as {attrib}"
+    # And a host edit right after is still re-emitted.
+    (watched / "other.js").write_text("host\n")
+    guest.wait(lambda: any(t > t0 and n == "other.js" and "ATTRIB" in k
+                           for t, n, k in events(guest, "/tmp/local.log", kinds=True)),
+               timeout=5, what="a host edit after the guest's own")
+
+
+def test_a_watched_share_can_be_unmounted_and_is_watched_again_when_remounted(guest, watched):
+    """The watch's descriptors would keep the share busy: cifsumount lets them
+    go first, and the remounted share is watched again."""
+    guest.kvp.set(0, "cifsumount", "/c;/C")
+    try:
+        guest.wait(lambda: " /C " not in guest.read("/proc/self/mountinfo"), timeout=15, what="the unmount")
+        guest.wait(lambda: watch_status(guest)["directories"] == 0, timeout=5, what="the watch let go")
+        assert notify_requests(guest)[0] == 0
+    finally:
+        guest.kvp.delete(0, "cifsumount", missing_ok=True)
+    guest.kvp.set(0, "cifsmount", V1 + ",")  # a changed item: mounted again
+    guest.wait(lambda: watch_status(guest).get("directories") == 3, timeout=20, what="src, lib and out watched again")
+    before = watch_status(guest)["reemitted"]
+    (watched / "after-remount.js").write_text("x")
+    guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=5, what="a host edit after the remount")
+    guest.wait(lambda: notify_requests(guest)[0] == 3, timeout=5, what="3 requests outstanding again")
