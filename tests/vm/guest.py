@@ -78,6 +78,14 @@ SMB_CONF = """\
   force user = root
   create mask = 0664
   directory mask = 0775
+
+# A share whose server answers no change notify (tests/vm/test_watch.py).
+[D]
+  path = {share_d}
+  read only = no
+  valid users = {user}
+  force user = root
+  change notify = no
 """
 
 
@@ -90,6 +98,7 @@ class Guest:
         self.console = self.dir / "console.log"
         self.console_mode = console  # "file", or "stdio": the guest's ttyS0 is this terminal
         self.share = self.dir / "share-C"
+        self.share_d = self.dir / "share-D"
         self.db_root = self.dir / "db"
         self.db = self.db_root / "branch" / "master" / "ro" / DATABASE
         self.netns: Optional[subprocess.Popen] = None
@@ -100,6 +109,7 @@ class Guest:
         self.kvp: Optional[KvpHost] = None
         self._exec: Optional[socket.socket] = None
         self.boot_seconds: Optional[float] = None
+        self.power_off_seconds: Optional[float] = None
 
     # ---- host side -------------------------------------------------------
 
@@ -112,10 +122,11 @@ class Guest:
         for sub in ("private", "lock", "state", "cache", "run", "ncalrpc"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         self.share.mkdir(exist_ok=True)
+        self.share_d.mkdir(exist_ok=True)
         if subprocess.run(["id", SMB_USER], capture_output=True).returncode != 0:
             subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SMB_USER],
                            check=True)
-        (d / "smb.conf").write_text(SMB_CONF.format(d=d, share=self.share, user=SMB_USER))
+        (d / "smb.conf").write_text(SMB_CONF.format(d=d, share=self.share, share_d=self.share_d, user=SMB_USER))
         subprocess.run(
             ["smbpasswd", "-c", str(d / "smb.conf"), "-a", "-s", SMB_USER],
             input=f"{SMB_PASSWORD}\n{SMB_PASSWORD}\n", text=True, check=True, capture_output=True,
@@ -301,6 +312,7 @@ class Guest:
             self.netns.wait()
 
     def power_off(self, timeout: float = 30) -> None:
+        t0 = time.monotonic()
         if self.qemu is not None and self.qemu.poll() is None and self._exec is not None:
             try:
                 self.run(["/bin/busybox", "poweroff"], timeout=5)
@@ -318,3 +330,4 @@ class Guest:
             if ch is not None:
                 ch.close()
         self._exec = self.kvp = None
+        self.power_off_seconds = time.monotonic() - t0
