@@ -152,9 +152,9 @@ class Doctor:
             watch = None
         if not watch:
             return []
-        why = watch.get("why") or ""
-        if "not available" in why or "limit" in why:
-            return [Check(WARN, "watch", f"{why}: host-side edits there reach no guest watcher")]
+        why = watch.get("why")
+        if why:  # the last thing that degraded the watch, cleared once it no longer holds
+            return [Check(WARN, "watch", f"{why}: host-side edits there may reach no guest watcher")]
         return [Check(OK, "watch", f"{watch.get('directories')} directories watched for host-side changes")]
 
     def rc_status(self) -> Check:

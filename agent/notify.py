@@ -18,6 +18,7 @@ is not re-emitted.
 """
 
 import ctypes
+import errno
 import logging
 import os
 import select
@@ -45,6 +46,14 @@ SETTLE = 0.3  # seconds of quiet after a change before the next request
 LOCAL_GRACE = 2.5
 _LOCAL_MASK = (flags.CREATE | flags.MODIFY | flags.CLOSE_WRITE | flags.MOVED_TO | flags.MOVED_FROM
                | flags.DELETE | flags.ATTRIB | flags.ONLYDIR)
+MAX_BACKOFF = 30.0  # seconds between requests while the server keeps failing them
+# What the client or server answers when change notify is not there at all
+# (a server with "change notify = no": EOPNOTSUPP); anything else is retried.
+UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOTTY, errno.ENOSYS, errno.EINVAL})
+# The connection's failures (a soft mount's calls fail so, after about 25 s
+# of reconnecting, while the server is down).
+UNREACHABLE = frozenset({errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ECONNREFUSED, errno.ECONNRESET,
+                         errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENOTCONN, errno.EAGAIN})
 _HEADER = struct.Struct("<I?I")
 
 Snapshot = Dict[str, Tuple[int, int, bool]]  # name -> (mtime_ns, size, is_dir)
@@ -201,6 +210,27 @@ class LocalChanges:
                 del self._last[key]
 
 
+class _Watch:
+    """One watched directory's thread: cancelled when it is let go (it ends
+    at its next return), done once its descriptor is closed."""
+
+    __slots__ = ("cancelled", "done")
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self.done = threading.Event()
+
+
+def _gone(path: str) -> bool:
+    """The directory is gone (not merely unreachable: the server may be down)."""
+    try:
+        return not stat.S_ISDIR(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+
+
 @dataclass
 class WatchStats:
     roots: List[str] = field(default_factory=list)
@@ -227,10 +257,7 @@ class ShareWatcher:
         self.under = under
         self.stats = WatchStats()
         self._lock = threading.Lock()
-        # Each watched directory -> its thread's token, set when the thread
-        # has closed its descriptor. A thread whose token is no longer the
-        # one here (released, removed, or watched anew) ends at its next return.
-        self._dirs: Dict[str, threading.Event] = {}
+        self._dirs: Dict[str, _Watch] = {}
         self._stop = threading.Event()
         self.local = LocalChanges()
 
@@ -259,21 +286,21 @@ class ShareWatcher:
                 self.stats.why = f"limit of {self.max_dirs} watched directories reached; {path} not watched"
                 self.on_activity()
                 return
-            token = self._dirs[path] = threading.Event()
+            watch = self._dirs[path] = _Watch()
             self.stats.directories = len(self._dirs)
         self.on_activity()
         # The local watch first: the guest's changes from now on are known,
         # and so are the chmods of a new directory's files (_reemit_tree).
         self.local.add(path, self.under(path))
-        threading.Thread(target=self._watch, args=(path, made_here, token), daemon=True,
+        threading.Thread(target=self._watch, args=(path, made_here, watch), daemon=True,
                          name=f"watch {path}").start()
 
-    def _remove(self, path: str, token: Optional[threading.Event] = None) -> None:
-        """Stop watching path (only if still watched by token's thread, when given)."""
+    def _remove(self, path: str, watch: "Optional[_Watch]" = None) -> None:
+        """Stop watching path (only if watch is still its watch, when given)."""
         with self._lock:
-            if path not in self._dirs or (token is not None and self._dirs[path] is not token):
+            if path not in self._dirs or (watch is not None and self._dirs[path] is not watch):
                 return
-            del self._dirs[path]
+            self._dirs.pop(path).cancelled.set()
             self.stats.directories = len(self._dirs)
         self.local.remove(path)
         self.on_activity()
@@ -288,17 +315,18 @@ class ShareWatcher:
         the server complete its request, changing nothing."""
         inside = prefix.rstrip("/") + "/"
         with self._lock:
-            gone = {p: t for p, t in self._dirs.items() if p == prefix or p.startswith(inside)}
-            for p in gone:
+            gone = {p: w for p, w in self._dirs.items() if p == prefix or p.startswith(inside)}
+            for p, w in gone.items():
                 del self._dirs[p]
+                w.cancelled.set()
             self.stats.directories = len(self._dirs)
             self.stats.roots = [r for r in self.stats.roots if not (r == prefix or r.startswith(inside))]
         for p in gone:
             self.local.remove(p)
             threading.Thread(target=self._wake, args=(self.under(p),), daemon=True, name=f"wake {p}").start()
         deadline = time.monotonic() + timeout
-        for token in gone.values():
-            token.wait(max(0.0, deadline - time.monotonic()))
+        for w in gone.values():
+            w.done.wait(max(0.0, deadline - time.monotonic()))
         self.on_activity()
 
     @staticmethod
@@ -309,18 +337,34 @@ class ShareWatcher:
         except OSError:
             pass  # gone or unreachable: its request ends with the directory or the connection
 
-    def _watch(self, path: str, made_here: bool, token: threading.Event) -> None:
+    def _watch(self, path: str, made_here: bool, watch: "_Watch") -> None:
         real = self.under(path)
         try:
             fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
         except OSError as exc:
             self.stats.why = f"{path}: {exc.strerror}"
-            self._remove(path, token)
-            token.set()
+            self._remove(path, watch)
+            watch.done.set()
             return
 
         def wanted() -> bool:
-            return not self._stop.is_set() and self._dirs.get(path) is token
+            return not self._stop.is_set() and not watch.cancelled.is_set()
+
+        failures = unsupported = 0  # in a row
+        unreachable = False  # the last failure was the connection's: cleared by a scan that works
+
+        def failed(exc: OSError) -> None:
+            """The server failed a request or a scan: its change buffer
+            overflowed (STATUS_NOTIFY_ENUM_DIR), or it is unreachable. Rescan
+            at once the first time; back off while it repeats."""
+            nonlocal failures, unreachable
+            failures += 1
+            unreachable = exc.errno in UNREACHABLE
+            delay = min(MAX_BACKOFF, 0.5 * 2 ** (failures - 2)) if failures > 1 else 0.0
+            if unreachable or delay:
+                self.stats.why = f"{path}: {exc.strerror}; asking the server again in {delay:g} s"
+                self.on_activity()
+            watch.cancelled.wait(delay)
 
         try:
             before = snapshot(real)
@@ -331,45 +375,53 @@ class ShareWatcher:
             for name, _entry in sorted(before.items(), key=lambda kv: -kv[1][0]):
                 if _entry[2] and name not in self.skip:
                     self._add(os.path.join(path, name))
-            errors = 0
             while wanted():
                 try:
                     wait_for_change(fd)
-                    errors = 0
+                    if failures:
+                        self._clear_why(path)  # answered again
+                    failures = unsupported = 0
                 except OSError as exc:
-                    if not wanted():
+                    if not wanted() or _gone(real):
                         break
-                    if not os.path.isdir(real):
-                        break  # the directory is gone
-                    # The server also fails a request whose changes overflowed
-                    # its buffer (STATUS_NOTIFY_ENUM_DIR): rescan, as after any
-                    # return. Only an error that repeats at once means that
-                    # change notify is not available at all.
-                    errors += 1
-                    if errors >= 3:
-                        if self.rescan_seconds <= 0:
-                            self.stats.why = f"{path}: change notify not available ({exc.strerror}); not watched"
-                            self.stats.dropped += 1
-                            break
-                        self.stats.why = (f"{path}: change notify not available ({exc.strerror}); "
-                                          f"rescanned every {self.rescan_seconds:g} s")
-                        time.sleep(self.rescan_seconds)
+                    if exc.errno not in UNSUPPORTED:
+                        failed(exc)
+                    else:
+                        unsupported += 1
+                        if unsupported >= 3:
+                            if self.rescan_seconds <= 0:
+                                self.stats.why = f"{path}: change notify not available ({exc.strerror}); not watched"
+                                self.stats.dropped += 1
+                                break
+                            self.stats.why = (f"{path}: change notify not available ({exc.strerror}); "
+                                              f"rescanned every {self.rescan_seconds:g} s")
+                            watch.cancelled.wait(self.rescan_seconds)
                 # Nothing is queued between two calls: rescan until the
                 # directory has been quiet for SETTLE seconds, then re-arm.
                 try:
                     while wanted():
                         after = snapshot(real)
+                        if unreachable:  # the server answers again
+                            unreachable = False
+                            self._clear_why(path)
                         if not self._apply(path, before, after):
                             break
                         before = after
                         self.on_activity()
                         time.sleep(SETTLE)
-                except OSError:
-                    break
+                except (FileNotFoundError, NotADirectoryError):
+                    break  # the directory is gone
+                except OSError as exc:
+                    failed(exc)
         finally:
             os.close(fd)
-            self._remove(path, token)
-            token.set()
+            self._remove(path, watch)
+            watch.done.set()
+
+    def _clear_why(self, path: str) -> None:
+        if (self.stats.why or "").startswith(f"{path}: "):
+            self.stats.why = None
+            self.on_activity()
 
     def _apply(self, path: str, before: Snapshot, after: Snapshot) -> bool:
         """Re-emit what changed between two scans; False when nothing did."""

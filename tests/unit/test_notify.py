@@ -130,7 +130,7 @@ def test_release_stops_watching_and_closes_the_descriptors(tmp_path):
     t0 = time.monotonic()
     w.release(str(tmp_path))
     assert time.monotonic() - t0 < 1.0
-    assert all(t.is_set() for t in tokens.values()), "a watcher still holds its directory"
+    assert all(t.done.is_set() for t in tokens.values()), "a watcher still holds its directory"
     assert w.stats.directories == 0 and w.stats.roots == []
     # Watched again once asked (the share remounted): a fresh thread.
     w.set_roots([str(tmp_path)])

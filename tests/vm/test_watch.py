@@ -224,3 +224,51 @@ def test_a_watched_share_can_be_unmounted_and_is_watched_again_when_remounted(gu
     (watched / "after-remount.js").write_text("x")
     guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=5, what="a host edit after the remount")
     guest.wait(lambda: notify_requests(guest)[0] == 3, timeout=5, what="3 requests outstanding again")
+
+
+def test_samba_down_then_up_the_watch_resumes(guest, watched):
+    """Requests fail while the server is down: the watch backs off and says so,
+    keeps its directories, and works again once the server is back."""
+    directories = watch_status(guest)["directories"]
+    guest.stop_samba()
+    try:
+        # A soft mount's calls fail after about 25 s of reconnecting.
+        guest.wait(lambda: "asking the server again" in (watch_status(guest).get("why") or ""), timeout=60,
+                   what="the watch to report the server down")
+        assert watch_status(guest)["directories"] == directories
+        assert "WARN  watch" in guest.run(["moby-agent", "doctor"]).stdout
+    finally:
+        guest.start_samba()
+    before = watch_status(guest)["reemitted"]
+
+    def edited_and_seen():
+        (watched / "after-outage.js").write_text(str(time.monotonic()))
+        return guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=3, what="re-emitted")
+
+    deadline = time.monotonic() + 60  # a call blocked reconnecting, then the back-off
+    while True:
+        try:
+            edited_and_seen()
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline, "the watch did not resume after the server came back"
+    guest.wait(lambda: not watch_status(guest).get("why"), timeout=5, what="the warning cleared")
+
+
+def test_a_server_without_change_notify_is_reported(guest, watched):
+    conf = guest.dir / "samba" / "smb.conf"
+    original = conf.read_text()
+    conf.write_text(original.replace("[global]\n", "[global]\n  change notify = no\n", 1))
+    guest.stop_samba()
+    guest.start_samba()
+    try:
+        guest.wait(lambda: "change notify not available" in (watch_status(guest).get("why") or ""), timeout=60,
+                   what="the watch to report no change notify")
+        assert watch_status(guest)["directories"] == 0
+        assert "change notify not available" in guest.run(["moby-agent", "status"]).stdout
+        doctor = guest.run(["moby-agent", "doctor"]).stdout
+        assert "WARN  watch" in doctor and "change notify not available" in doctor
+    finally:
+        conf.write_text(original)
+        guest.stop_samba()
+        guest.start_samba()
