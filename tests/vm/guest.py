@@ -78,14 +78,6 @@ SMB_CONF = """\
   force user = root
   create mask = 0664
   directory mask = 0775
-
-# A share whose server answers no change notify (tests/vm/test_watch.py).
-[D]
-  path = {share_d}
-  read only = no
-  valid users = {user}
-  force user = root
-  change notify = no
 """
 
 
@@ -98,7 +90,6 @@ class Guest:
         self.console = self.dir / "console.log"
         self.console_mode = console  # "file", or "stdio": the guest's ttyS0 is this terminal
         self.share = self.dir / "share-C"
-        self.share_d = self.dir / "share-D"
         self.db_root = self.dir / "db"
         self.db = self.db_root / "branch" / "master" / "ro" / DATABASE
         self.netns: Optional[subprocess.Popen] = None
@@ -122,11 +113,10 @@ class Guest:
         for sub in ("private", "lock", "state", "cache", "run", "ncalrpc"):
             (d / sub).mkdir(parents=True, exist_ok=True)
         self.share.mkdir(exist_ok=True)
-        self.share_d.mkdir(exist_ok=True)
         if subprocess.run(["id", SMB_USER], capture_output=True).returncode != 0:
             subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SMB_USER],
                            check=True)
-        (d / "smb.conf").write_text(SMB_CONF.format(d=d, share=self.share, share_d=self.share_d, user=SMB_USER))
+        (d / "smb.conf").write_text(SMB_CONF.format(d=d, share=self.share, user=SMB_USER))
         subprocess.run(
             ["smbpasswd", "-c", str(d / "smb.conf"), "-a", "-s", SMB_USER],
             input=f"{SMB_PASSWORD}\n{SMB_PASSWORD}\n", text=True, check=True, capture_output=True,
