@@ -78,7 +78,7 @@ def main() -> None:
             seen = None
             while time.monotonic() < deadline and seen is None:
                 for line in (g.read("/tmp/all.log") or "").splitlines()[1:]:
-                    t, _, name = line.partition(" ")
+                    t, name = line.split(" ")[:2]  # time, path, event kinds
                     if name == rel and float(t) > t_guest:
                         seen = float(t) - t_guest
                         break
