@@ -166,7 +166,8 @@ class LocalChanges:
     def expect_own(self, path: str, name: str, delta: int) -> None:
         """Our chmod of path/name is (delta 1) or is not (-1, it failed) about to raise an IN_ATTRIB."""
         with self._lock:
-            self._count_own((path, name), delta)
+            if path in self._wds:  # no local watch there: no event will come to be counted out
+                self._count_own((path, name), delta)
 
     def _count_own(self, key: Tuple[str, str], delta: int) -> None:
         count = self._own.get(key, 0) + delta

@@ -110,6 +110,9 @@ def test_own_chmods_are_not_taken_for_guest_changes(tmp_path):
     (tmp_path / "b.js").write_text("2")
     assert local.recent("/C/src", "b.js")
     assert not local.recent("/C/elsewhere", "b.js")
+    # Where there is no local watch no event comes: nothing is left waiting for one.
+    local.expect_own("/C/elsewhere", "c.js", 1)
+    assert local._own == {}
 
 
 def test_guest_changes_are_forgotten_after_the_grace_time(tmp_path, monkeypatch):
