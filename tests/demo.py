@@ -3,7 +3,9 @@
 Builds (or reuses) the guest, boots it with Samba at 10.0.75.1 and the
 database over 9p, pushes a `cifsmount` item through the real hv_kvp_daemon
 as Hyper-V would, and shows the share mounted at /c and /C with a file
-written on the host side, rc-status and moby-agent status; then powers off.
+written on the host side; then live reload: `moby-agent watch add /C`, a
+file edited on the host side and the event an inotify watcher in the guest
+gets for it; rc-status and moby-agent status; then powers off.
 
 usage: tests/demo [--shell]     --shell: leave you at a shell in the guest
 """
@@ -16,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.vm.guest import SMB_PASSWORD, SMB_USER, Guest  # noqa: E402
+from tests.vm.test_watch import LISTENER  # noqa: E402
 
 
 def show(guest: Guest, *argv: str) -> None:
@@ -44,6 +47,20 @@ def main() -> int:
         show(guest, "sh", "-c", "grep cifs /proc/self/mountinfo | cut -d' ' -f5,9,10")
         show(guest, "cat", "/c/hello-from-windows.txt")
         show(guest, "ls", "-l", "/C/")
+        print("\n== live reload: an inotify watcher in the guest (as nodemon or webpack in a container)", flush=True)
+        guest.run(["sh", "-c", "cat > /tmp/listener.py"], input=LISTENER)
+        guest.sh("(python3 /tmp/listener.py /C > /tmp/watcher.log 2>&1 &)")
+        guest.wait(lambda: "ready" in (guest.read("/tmp/watcher.log") or ""), timeout=20, what="the watcher")
+        show(guest, "moby-agent", "watch", "add", "/C")
+        guest.wait(lambda: '"directories": 1' in (guest.read("/run/moby-agent/status.json") or ""), timeout=10,
+                   what="the watch")
+        print("== the host edits hello-from-windows.txt", flush=True)
+        with open(guest.share / "hello-from-windows.txt", "a") as f:
+            f.write("Edited on Windows.\n")
+        guest.wait(lambda: "hello-from-windows.txt" in (guest.read("/tmp/watcher.log") or ""), timeout=10,
+                   what="the watcher's event")
+        print("== the guest's watcher got (monotonic time, file, inotify event):", flush=True)
+        print("   " + (guest.read("/tmp/watcher.log") or "").splitlines()[1], flush=True)
         show(guest, "rc-status")
         show(guest, "moby-agent", "status")
         print("\n== what the host reads back from the guest pool (GuestExchangeItems):", flush=True)
