@@ -143,3 +143,23 @@ def test_release_stops_watching_and_closes_the_descriptors(tmp_path):
     w.set_roots([])
     assert w.stats.directories == 0 and w.stats.roots == []
     w.stop()
+
+
+entries = st.dictionaries(st.sampled_from(["a", "b", "c", "d", "lib", "src"]),
+                          st.tuples(st.integers(0, 3), st.integers(0, 3), st.booleans()), max_size=6)
+
+
+@given(entries, entries)
+def test_changed_reports_what_a_watcher_must_hear_of(before, after):
+    files, new_dirs, gone_dirs = changed(before, after)
+    for name, (mtime, size, is_dir) in after.items():
+        if is_dir:
+            assert name not in files
+            assert (name in new_dirs) == (not before.get(name, (0, 0, False))[2])
+        else:
+            # New, or different in mtime or size (or a directory before): re-emitted.
+            assert (name in files) == (before.get(name) != (mtime, size, False))
+    for name, (_m, _s, is_dir) in before.items():
+        assert (name in gone_dirs) == (is_dir and not after.get(name, (0, 0, False))[2])
+    assert len(set(files)) == len(files)
+    assert changed(after, after) == ([], [], [])
