@@ -368,7 +368,11 @@ class ShareWatcher:
             watch.cancelled.wait(delay)
 
         try:
-            before = snapshot(real)
+            try:
+                before = snapshot(real)
+            except OSError as exc:
+                self.stats.why = f"{path}: {exc.strerror}; not watched"
+                return
             if made_here:
                 # Files the guest wrote before the local watch existed: its own.
                 self.local.touch(path, before)
