@@ -130,7 +130,7 @@ class LocalChanges:
         self._last: Dict[Tuple[str, str], float] = {}  # (directory, name) -> monotonic time of the last event
         self._own: Dict[Tuple[str, str], int] = {}  # our chmods whose IN_ATTRIB has not been read yet
         self._pruned = 0.0
-        self.failed = 0  # directories without a local watch (max_user_watches reached)
+        self._warned = False  # a directory got no local watch (max_user_watches reached): logged once
         threading.Thread(target=self._run, daemon=True, name="local changes").start()
 
     def add(self, path: str, real: str) -> None:
@@ -138,10 +138,10 @@ class LocalChanges:
             try:
                 wd = self._ino.add_watch(real, _LOCAL_MASK)
             except OSError as exc:
-                if not self.failed:
+                if not self._warned:
                     log.warning("watch %s: no local inotify watch (%s); the guest's own changes there are "
                                 "re-emitted", path, exc.strerror)
-                self.failed += 1
+                    self._warned = True
                 return
             self._wds[path] = wd
             self._paths[wd] = path
@@ -274,8 +274,7 @@ class ShareWatcher:
                 self.stats.why = f"{root} is not a directory (not mounted yet?)"
                 continue
             self.stats.roots.append(root)
-            if self.stats.why and self.stats.why.startswith(f"{root} is not a directory"):
-                self.stats.why = None  # it is now
+            self._clear_why(f"{root} is not a directory")  # it is now
             self._add(root)
 
     def _add(self, path: str, made_here: bool = False) -> None:
@@ -317,18 +316,13 @@ class ShareWatcher:
         inside = prefix.rstrip("/") + "/"
         with self._lock:
             gone = {p: w for p, w in self._dirs.items() if p == prefix or p.startswith(inside)}
-            for p, w in gone.items():
-                del self._dirs[p]
-                w.cancelled.set()
-            self.stats.directories = len(self._dirs)
             self.stats.roots = [r for r in self.stats.roots if not (r == prefix or r.startswith(inside))]
-        for p in gone:
-            self.local.remove(p)
+        for p, w in gone.items():
+            self._remove(p, w)
             threading.Thread(target=self._wake, args=(self.under(p),), daemon=True, name=f"wake {p}").start()
         deadline = time.monotonic() + timeout
         for w in gone.values():
             w.done.wait(max(0.0, deadline - time.monotonic()))
-        self.on_activity()
 
     @staticmethod
     def _wake(real: str) -> None:
@@ -340,13 +334,7 @@ class ShareWatcher:
 
     def _watch(self, path: str, made_here: bool, watch: "_Watch") -> None:
         real = self.under(path)
-        try:
-            fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
-        except OSError as exc:
-            self.stats.why = f"{path}: {exc.strerror}"
-            self._remove(path, watch)
-            watch.done.set()
-            return
+        fd = -1
 
         def wanted() -> bool:
             return not self._stop.is_set() and not watch.cancelled.is_set()
@@ -369,6 +357,7 @@ class ShareWatcher:
 
         try:
             try:
+                fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
                 before = snapshot(real)
             except OSError as exc:
                 self.stats.why = f"{path}: {exc.strerror}; not watched"
@@ -384,7 +373,7 @@ class ShareWatcher:
                 try:
                     wait_for_change(fd)
                     if failures:
-                        self._clear_why(path)  # answered again
+                        self._clear_why(f"{path}: ")  # answered again
                     failures = unsupported = 0
                 except OSError as exc:
                     if not wanted() or _gone(real):
@@ -408,7 +397,7 @@ class ShareWatcher:
                         after = snapshot(real)
                         if unreachable:  # the server answers again
                             unreachable = False
-                            self._clear_why(path)
+                            self._clear_why(f"{path}: ")
                         if not self._apply(path, before, after):
                             break
                         before = after
@@ -419,12 +408,14 @@ class ShareWatcher:
                 except OSError as exc:
                     failed(exc)
         finally:
-            os.close(fd)
+            if fd >= 0:
+                os.close(fd)
             self._remove(path, watch)
             watch.done.set()
 
-    def _clear_why(self, path: str) -> None:
-        if (self.stats.why or "").startswith(f"{path}: "):
+    def _clear_why(self, prefix: str) -> None:
+        """Forget the reported reason if it is this one (it no longer holds)."""
+        if (self.stats.why or "").startswith(prefix):
             self.stats.why = None
             self.on_activity()
 
