@@ -9,6 +9,7 @@ usage: python writer.py PATH MODE ...
 
 import fcntl
 import os
+import random
 import sys
 import time
 
@@ -55,6 +56,11 @@ def main() -> None:
             daemon_write(fd, path, a if i % 2 else b)
             if i == 0:
                 print("ready", flush=True)
+            if random.random() < 0.1:
+                # A random gap now and then, so a reader cannot fall into
+                # step with the writer and always find the same set (it did
+                # on a loaded machine: 1,000 reads, every one set A).
+                time.sleep(random.random() / 5000)
     elif mode == "burst":
         for i in range(int(sys.argv[3])):
             daemon_write(fd, path, kvp.encode([("n", str(i))]))
