@@ -53,6 +53,16 @@ class AgentProcess:
             except queue.Empty:
                 pass
 
+    def drain(self) -> List[str]:
+        """The lines logged since the last look, kept in `seen` too."""
+        new: List[str] = []
+        while True:
+            try:
+                new.append(self.lines.get_nowait())
+            except queue.Empty:
+                self.seen.extend(new)
+                return new
+
     def status(self) -> dict:
         return json.loads((self.root / "run" / "moby-agent" / "status.json").read_text())
 
