@@ -8,7 +8,6 @@ action, records its outcome, and never lets one failure stop the others
 
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
@@ -42,7 +41,7 @@ from agent.mounts import (
     plan_shares,
 )
 from agent.shares import Limits, credentials_file, redact_item
-from agent.system import pid_alive, read_text, run_command, under, write_atomic
+from agent.system import create_exclusive, pid_alive, read_text, run_command, under, write_atomic
 
 log = logging.getLogger("moby-agent")
 
@@ -333,7 +332,7 @@ def _mount_share(action: MountShare, ctx: Context) -> None:
     os.makedirs(target, exist_ok=True)
     creds_dir = os.path.dirname(ctx.path(ctx.settings.shares.state_file))
     os.makedirs(creds_dir, mode=0o700, exist_ok=True)
-    fd, creds = tempfile.mkstemp(prefix=".credentials-", dir=creds_dir)  # mode 0600
+    fd, creds = create_exclusive(creds_dir, ".credentials-")  # mode 0600
     try:
         with os.fdopen(fd, "w") as f:
             f.write(credentials_file(spec))

@@ -2,9 +2,8 @@
 
 import os
 import subprocess
-import tempfile
 import time
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 
 def under(root: str, path: str) -> str:
@@ -12,6 +11,19 @@ def under(root: str, path: str) -> str:
     if root in ("", "/"):
         return path
     return os.path.join(root, path.lstrip("/"))
+
+
+def create_exclusive(directory: str, prefix: str, mode: int = 0o600) -> Tuple[int, str]:
+    """A new file `prefix` + random suffix in `directory`, opened for writing
+    with O_EXCL (what tempfile.mkstemp does, without the 4 ms its import
+    adds to every start): its fd and path."""
+    while True:
+        path = os.path.join(directory, prefix + os.urandom(6).hex())
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            return os.open(path, flags, mode), path
+        except FileExistsError:
+            continue
 
 
 def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
@@ -27,7 +39,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
                 os.unlink(os.path.join(directory, stale))
             except FileNotFoundError:
                 pass
-    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+    fd, tmp = create_exclusive(directory, prefix)
     try:
         os.fchmod(fd, mode)
         view = memoryview(data)

@@ -1,5 +1,7 @@
 """One install layout for the image, the package and the stand-in guest."""
 
+import importlib.util
+import marshal
 import subprocess
 from pathlib import Path
 
@@ -12,6 +14,8 @@ def installed(tmp_path):
     subprocess.run(["make", "-s", "-C", str(REPO), "install", f"DESTDIR={tmp_path}"], check=True)
     out = []
     for p in sorted(tmp_path.rglob("*")):
+        if "__pycache__" in p.parts:
+            continue  # bytecode: checked on its own below
         if p.is_file() or p.is_symlink() or (p.is_dir() and not any(p.iterdir())):
             out.append("/" + str(p.relative_to(tmp_path)))
     return sorted(out)
@@ -22,6 +26,20 @@ def test_make_install_lays_out_exactly_the_listed_files(tmp_path):
     assert installed(tmp_path) == listed, "update packaging/files.txt with the new layout"
     assert (tmp_path / "etc" / "init.d" / "moby-agent").stat().st_mode & 0o111
     assert (tmp_path / "usr" / "bin" / "mobyconfig").stat().st_mode & 0o111
+
+
+def test_make_install_byte_compiles_the_agent_for_the_installed_path(tmp_path):
+    installed(tmp_path)
+    lib = tmp_path / "usr" / "lib" / "moby-agent" / "agent"
+    sources = sorted(lib.glob("*.py"))
+    assert sources
+    for source in sources:
+        pyc = Path(importlib.util.cache_from_source(str(source)))
+        data = pyc.read_bytes()
+        assert data[:4] == importlib.util.MAGIC_NUMBER, pyc
+        assert int.from_bytes(data[4:8], "little") == 0b11, f"{pyc}: not checked-hash"
+        assert data[8:16] == importlib.util.source_hash(source.read_bytes()), f"{pyc}: stale"
+        assert marshal.loads(data[16:]).co_filename == f"/usr/lib/moby-agent/agent/{source.name}"
 
 
 def apkbuild(var):
