@@ -87,6 +87,7 @@ class Agent:
         self.share_watcher: Optional[Any] = None
         self._wake_fd: Optional[int] = None
         self._watch_activity = False
+        self._retry_watch = False  # set by a reload (SIGHUP, `watch add`)
         self.rerun = False
         self.waiting_for_network = False
         self._logged_problems: Set[str] = set()
@@ -130,7 +131,9 @@ class Agent:
         return all(o.ok for o in outcomes)
 
     def _update_watch(self) -> None:
-        """Start watching the configured shared paths once they exist."""
+        """Start watching the configured shared paths once they exist; after
+        a reload, start again the roots that were left unwatched."""
+        retry, self._retry_watch = self._retry_watch, False
         roots = list(self.settings.watch.shares) + watch_list(under(self.root, self.settings.watch.state_file))
         if not roots and self.share_watcher is None:
             return
@@ -140,7 +143,7 @@ class Agent:
             self.share_watcher = ShareWatcher(self.settings.watch.skip, self.settings.watch.max_dirs,
                                               lambda p: under(self.root, p), self._poke,
                                               self.settings.watch.rescan_seconds)
-        self.share_watcher.set_roots(roots)
+        self.share_watcher.set_roots(roots, retry)
 
     def _release_watch(self, target: str) -> None:
         if self.share_watcher is not None:
@@ -305,6 +308,7 @@ class Agent:
         if new.kvp.pool_dir != self.settings.kvp.pool_dir:
             log.warning("reload: kvp.pool_dir changes only at restart; keeping %s", self.settings.kvp.pool_dir)
         self.settings = new
+        self._retry_watch = True
         logging.getLogger().setLevel(new.log_level.upper())
         log.info("reload: configuration re-read")
 

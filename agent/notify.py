@@ -262,13 +262,20 @@ class ShareWatcher:
         self._stop = threading.Event()
         self.local = LocalChanges()
 
-    def set_roots(self, roots: Iterable[str]) -> None:
-        """Watch these roots: start the new ones, release the ones no longer asked for."""
+    def set_roots(self, roots: Iterable[str], retry: bool = False) -> None:
+        """Watch these roots: start the new ones, release the ones no longer
+        asked for. retry: also start again the roots left unwatched (their
+        server had no change notify, or their first listing failed)."""
         roots = list(roots)
         for root in [r for r in self.stats.roots if r not in roots]:
             self.release(root)
         for root in roots:
             if root in self.stats.roots:
+                with self._lock:
+                    idle = root not in self._dirs
+                if retry and idle:
+                    self._clear_why(f"{root}: ")
+                    self._add(root)
                 continue
             if not os.path.isdir(self.under(root)):
                 self.stats.why = f"{root} is not a directory (not mounted yet?)"

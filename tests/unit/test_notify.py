@@ -55,6 +55,18 @@ def test_a_directory_without_change_notify_is_reported(tmp_path):
     assert w.stats.directories == 0
 
 
+def test_a_root_left_unwatched_is_tried_again_on_retry_only(tmp_path):
+    w = ShareWatcher([], max_dirs=10)
+    w.set_roots([str(tmp_path)])
+    wait_for(lambda: w.stats.dropped == 1)
+    w.set_roots([str(tmp_path)])  # an ordinary pass: not asked again
+    time.sleep(0.2)
+    assert w.stats.dropped == 1
+    w.set_roots([str(tmp_path)], retry=True)  # a reload
+    wait_for(lambda: w.stats.dropped == 2)
+    assert "change notify not available" in w.stats.why and w.stats.roots == [str(tmp_path)]
+
+
 def wait_for(predicate, timeout=5.0):
     deadline = time.monotonic() + timeout
     while not predicate():

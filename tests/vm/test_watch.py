@@ -272,3 +272,11 @@ def test_a_server_without_change_notify_is_reported(guest, watched):
         conf.write_text(original)
         guest.stop_samba()
         guest.start_samba()
+    # Change notify is back: `watch add` of the root again (a reload) watches it again.
+    guest.wait(lambda: guest.run(["ls", "/C/src"]).returncode == 0, timeout=60, what="the share back")
+    assert guest.run(["moby-agent", "watch", "add", "/C/src"]).returncode == 0
+    guest.wait(lambda: watch_status(guest)["directories"] > 0 and not watch_status(guest).get("why"), timeout=15,
+               what="the root watched again")
+    before = watch_status(guest)["reemitted"]
+    (watched / "after-notify-back.js").write_text("x\n")
+    guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=5, what="a host edit re-emitted")
