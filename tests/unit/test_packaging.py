@@ -3,6 +3,7 @@
 import importlib.util
 import marshal
 import subprocess
+import sys
 from pathlib import Path
 
 from agent import __version__
@@ -11,7 +12,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def installed(tmp_path):
-    subprocess.run(["make", "-s", "-C", str(REPO), "install", f"DESTDIR={tmp_path}"], check=True)
+    subprocess.run(["make", "-s", "-C", str(REPO), "install", f"DESTDIR={tmp_path}", f"PYTHON={sys.executable}"],
+                   check=True)
     out = []
     for p in sorted(tmp_path.rglob("*")):
         if "__pycache__" in p.parts:
