@@ -363,12 +363,25 @@ class ShareWatcher:
             watch.cancelled.wait(delay)
 
         try:
-            try:
-                fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
-                before = snapshot(real)
-            except OSError as exc:
-                self.stats.why = f"{path}: {exc.strerror}; not watched"
-                return
+            while True:  # the first listing; the server may be reconnecting
+                try:
+                    fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY)
+                    before = snapshot(real)
+                    break
+                except OSError as exc:
+                    if fd >= 0:
+                        os.close(fd)
+                        fd = -1
+                    if exc.errno not in UNREACHABLE:
+                        self.stats.why = f"{path}: {exc.strerror}; not watched"
+                        return
+                    failed(exc)
+                    if not wanted():
+                        return
+            if failures:
+                self._clear_why(f"{path}: ")  # answered again
+                failures = 0
+                unreachable = False
             if made_here:
                 # Files the guest wrote before the local watch existed: its own.
                 self.local.touch(path, before)

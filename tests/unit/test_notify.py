@@ -1,3 +1,4 @@
+import errno
 import os
 import struct
 import time
@@ -6,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from inotify_simple import INotify, flags
 
+from agent import notify
 from agent.notify import LocalChanges, ShareWatcher, changed, parse_notify
 
 
@@ -134,6 +136,38 @@ def test_guest_changes_are_forgotten_after_the_grace_time(tmp_path, monkeypatch)
     assert local.recent("/C/src", "a.js")
     monkeypatch.setattr("agent.notify.LOCAL_GRACE", 0.0)
     assert not local.recent("/C/src", "a.js")
+
+
+def test_a_first_listing_the_server_fails_is_retried_not_given_up(tmp_path, monkeypatch):
+    """A share still reconnecting (after Samba restarted) fails the listing
+    with a connection error: back off and ask again, as for requests."""
+    real_snapshot = notify.snapshot
+    calls = []
+
+    def flaky(path):
+        calls.append(path)
+        if len(calls) <= 2:
+            raise OSError(errno.EHOSTDOWN, os.strerror(errno.EHOSTDOWN))
+        return real_snapshot(path)
+
+    monkeypatch.setattr(notify, "snapshot", flaky)
+    w = ShareWatcher([], max_dirs=10, rescan_seconds=0.05)
+    w.set_roots([str(tmp_path)])
+    wait_for(lambda: "asking the server again in 0.5 s" in (w.stats.why or ""))
+    wait_for(lambda: len(calls) >= 3 and w.stats.directories == 1)
+    wait_for(lambda: "rescanned every" in (w.stats.why or ""))  # on to the request; not "not watched"
+    w.release(str(tmp_path))
+
+
+def test_a_first_listing_that_fails_otherwise_is_reported_and_left(tmp_path, monkeypatch):
+    def denied(path):
+        raise OSError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(notify, "snapshot", denied)
+    w = ShareWatcher([], max_dirs=10)
+    w.set_roots([str(tmp_path)])
+    wait_for(lambda: w.stats.why == f"{tmp_path}: Permission denied; not watched")
+    wait_for(lambda: w.stats.directories == 0)
 
 
 def test_release_stops_watching_and_closes_the_descriptors(tmp_path):

@@ -272,11 +272,23 @@ def test_a_server_without_change_notify_is_reported(guest, watched):
         conf.write_text(original)
         guest.stop_samba()
         guest.start_samba()
-    # Change notify is back: `watch add` of the root again (a reload) watches it again.
-    guest.wait(lambda: guest.run(["ls", "/C/src"]).returncode == 0, timeout=60, what="the share back")
+    # Change notify is back: once the share answers (a file made on the host
+    # is seen), `watch add` of the root again (a reload) watches it again.
+    (watched / "probe-samba-back").write_text("x\n")
+    guest.wait(lambda: guest.run(["test", "-e", "/C/src/probe-samba-back"]).returncode == 0, timeout=90,
+               what="the share back")
     assert guest.run(["moby-agent", "watch", "add", "/C/src"]).returncode == 0
-    guest.wait(lambda: watch_status(guest)["directories"] > 0 and not watch_status(guest).get("why"), timeout=15,
-               what="the root watched again")
+    last = {}
+
+    def watched_again():
+        last.update(watch_status(guest))
+        return last["directories"] > 0 and not last.get("why")
+
+    try:
+        # 40 s: a share still reconnecting is asked again after 0.5, 1, 2, 4, 8, 16 s.
+        guest.wait(watched_again, timeout=40, what="the root watched again")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nlast watch status: {last}") from None
     before = watch_status(guest)["reemitted"]
     (watched / "after-notify-back.js").write_text("x\n")
     guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=5, what="a host edit re-emitted")
