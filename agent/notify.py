@@ -274,7 +274,7 @@ class ShareWatcher:
                 with self._lock:
                     idle = root not in self._dirs
                 if retry and idle:
-                    self._clear_why(f"{root}: ")
+                    self._clear_why(f"{root}: ", f"{root}/")  # the root's or a subdirectory's
                     self._add(root)
                 continue
             if not os.path.isdir(self.under(root)):
@@ -433,9 +433,9 @@ class ShareWatcher:
             self._remove(path, watch)
             watch.done.set()
 
-    def _clear_why(self, prefix: str) -> None:
+    def _clear_why(self, *prefixes: str) -> None:
         """Forget the reported reason if it is this one (it no longer holds)."""
-        if (self.stats.why or "").startswith(prefix):
+        if (self.stats.why or "").startswith(prefixes):
             self.stats.why = None
             self.on_activity()
 

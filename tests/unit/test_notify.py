@@ -1,6 +1,7 @@
 import errno
 import os
 import struct
+import threading
 import time
 
 from hypothesis import given
@@ -67,6 +68,28 @@ def test_a_root_left_unwatched_is_tried_again_on_retry_only(tmp_path):
     w.set_roots([str(tmp_path)], retry=True)  # a reload
     wait_for(lambda: w.stats.dropped == 2)
     assert "change notify not available" in w.stats.why and w.stats.roots == [str(tmp_path)]
+
+
+def test_a_retry_forgets_the_reason_a_subdirectory_gave(tmp_path, monkeypatch):
+    (tmp_path / "sub").mkdir()
+    supported = threading.Event()
+
+    def wait(fd):
+        if not supported.is_set():
+            raise OSError(errno.EOPNOTSUPP, os.strerror(errno.EOPNOTSUPP))
+        time.sleep(0.05)  # the server answers: nothing changed
+        return []
+
+    monkeypatch.setattr(notify, "wait_for_change", wait)
+    w = ShareWatcher([], max_dirs=10)
+    w.set_roots([str(tmp_path)])
+    wait_for(lambda: w.stats.dropped == 2)
+    w.stats.why = f"{tmp_path}/sub: change notify not available (Operation not supported); not watched"
+    supported.set()
+    w.set_roots([str(tmp_path)], retry=True)
+    wait_for(lambda: w.stats.directories == 2)
+    assert w.stats.why is None
+    w.release(str(tmp_path))
 
 
 def wait_for(predicate, timeout=5.0):
