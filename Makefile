@@ -39,9 +39,10 @@ demo-root:
 install:
 	install -d $(DESTDIR)$(LIBDIR)/agent
 	install -m 0644 $(AGENT_SOURCES) $(DESTDIR)$(LIBDIR)/agent/
-	# Bytecode now, so no start (on the guest's boot path: under TCG) compiles
-	# the sources. checked-hash: used while the source is unchanged, whatever
-	# the file times; -d: tracebacks name the installed path, not DESTDIR's.
+	# Bytecode now, so that no start compiles the sources (a fresh tmpfs root
+	# at every boot, a read-only /usr, PYTHONDONTWRITEBYTECODE). checked-hash:
+	# used while the source is unchanged, whatever the file times; -d:
+	# tracebacks name the installed path, not DESTDIR's.
 	$(PYTHON) -m compileall -q -d $(LIBDIR)/agent --invalidation-mode checked-hash $(DESTDIR)$(LIBDIR)/agent
 	install -D -m 0755 packaging/moby-agent $(DESTDIR)$(PREFIX)/bin/moby-agent
 	install -D -m 0755 packaging/mobyconfig $(DESTDIR)$(PREFIX)/bin/mobyconfig
