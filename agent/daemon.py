@@ -264,10 +264,12 @@ class Agent:
         pool_dir = under(self.root, self.settings.kvp.pool_dir)
         if not os.path.isdir(pool_dir):
             return  # the directory belongs to hv_kvp_daemon; never create it
+        # Nor the file: created here while the init script's `rm -rf` of the
+        # directory runs, it made that rm fail ("Directory not empty").
         try:
             current = obs.pools[kvp.GUEST_POOL] if obs else kvp.read_pool(kvp.pool_path(pool_dir, kvp.GUEST_POOL))
             changes = status.guest_changes(current, status.guest_items(doc))
-            if changes and kvp.write_guest_items(pool_dir, kvp.GUEST_POOL, changes):
+            if changes and kvp.write_guest_items(pool_dir, kvp.GUEST_POOL, changes, create=False):
                 log.debug("pool %d: updated %s", kvp.GUEST_POOL, ", ".join(sorted(changes)))
         except (kvp.KvpError, OSError) as exc:
             log.error("cannot update pool %d: %s", kvp.GUEST_POOL, exc)

@@ -147,17 +147,21 @@ def read_pool(path: str) -> Pool:
         os.close(fd)  # closing releases the lock
 
 
-def update_pool(path: str, changes: Mapping[str, Optional[str]]) -> bool:
+def update_pool(path: str, changes: Mapping[str, Optional[str]], create: bool = True) -> bool:
     """Set (value) or delete (None) items of a pool file, read-modify-write
     under an exclusive lock, rewriting the whole file in place as the daemon
     does. Every item is checked before anything is written. Returns whether
-    the file changed.
+    the file changed. create=False: a missing file is left missing.
     """
     for key, value in changes.items():
         if value is not None:
             check_item(key, value)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o644)
+    except FileNotFoundError:
+        if not create:
+            return False  # left to hv_kvp_daemon, which creates every pool file
+        raise KvpError(f"{path}: cannot open for writing: {os.strerror(errno.ENOENT)}") from None
     except OSError as exc:
         raise KvpError(f"{path}: cannot open for writing: {exc.strerror}") from None
     try:
@@ -187,11 +191,12 @@ def update_pool(path: str, changes: Mapping[str, Optional[str]]) -> bool:
         os.close(fd)
 
 
-def write_guest_items(pool_dir: str, pool: int, changes: Mapping[str, Optional[str]]) -> bool:
+def write_guest_items(pool_dir: str, pool: int, changes: Mapping[str, Optional[str]], create: bool = True) -> bool:
     """update_pool for the guest pool only; the other pools belong to the
-    host and the daemon."""
+    host and the daemon. create=False: a missing pool file stays missing
+    (False is returned)."""
     if pool != GUEST_POOL:
         raise KvpError(
             f"pool {pool} is written by the host and hv_kvp_daemon; the guest writes pool {GUEST_POOL} only"
         )
-    return update_pool(pool_path(pool_dir, pool), changes)
+    return update_pool(pool_path(pool_dir, pool), changes, create)

@@ -17,6 +17,7 @@ sys.path.insert(0, str(REPO))
 
 from agent import kvp  # noqa: E402
 from agent.daemon import pool_digest  # noqa: E402
+from tests.integration.writer import make_pool_dir  # noqa: E402
 
 
 class DaemonWriter:
@@ -45,7 +46,7 @@ class Agent:
     def __init__(self, log_level: str = "warning") -> None:
         self.root = Path(tempfile.mkdtemp(prefix="moby-bench-"))
         self.pool_dir = self.root / "var" / "lib" / "hyperv"
-        self.pool_dir.mkdir(parents=True)
+        make_pool_dir(self.pool_dir)
         cfg = self.root / "etc" / "moby-agent" / "agent.toml"
         cfg.parent.mkdir(parents=True)
         cfg.write_text(f'log_level = "{log_level}"\n')

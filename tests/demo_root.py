@@ -17,7 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from tests.integration.writer import write_items  # noqa: E402  (the daemon's way of writing a pool)
+from tests.integration.writer import make_pool_dir, write_items  # noqa: E402  (the daemon's way of writing a pool)
 
 
 def agent(root: Path, *args: str) -> None:
@@ -31,7 +31,7 @@ def main() -> int:
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "/tmp/moby-demo")
     shutil.rmtree(root, ignore_errors=True)
     pool_dir = root / "var" / "lib" / "hyperv"
-    pool_dir.mkdir(parents=True)
+    make_pool_dir(pool_dir)
     log = root / "agent.log"
     print(f"== starting the agent against {root} (log: {log})")
     with open(log, "w") as logf:
@@ -48,7 +48,7 @@ def main() -> int:
         print("== hv_kvp_daemon's init script removes the pool directory, then the daemon recreates it")
         shutil.rmtree(pool_dir)
         time.sleep(0.3)
-        pool_dir.mkdir()
+        make_pool_dir(pool_dir)
         write_items(pool_dir / ".kvp_pool_0", [("cifsmount", "/c;/C;username=me,password=n3w,noperm")])
         time.sleep(0.3)
         print("== what the agent logged (passwords never appear)")

@@ -11,6 +11,7 @@ import pytest
 
 from agent import kvp
 from tests.integration.agentproc import AgentProcess
+from tests.integration.writer import make_pool_dir
 
 WRITER = Path(__file__).with_name("writer.py")
 
@@ -21,7 +22,7 @@ def writer(path, *args, **kw):
 
 @pytest.fixture
 def root(tmp_path):
-    (tmp_path / "var" / "lib" / "hyperv").mkdir(parents=True)
+    make_pool_dir(tmp_path / "var" / "lib" / "hyperv")
     return tmp_path
 
 
@@ -75,6 +76,11 @@ def test_removed_and_recreated_pool_directory_is_picked_up(root):
         pool_dir = root / "var" / "lib" / "hyperv"
         for round_ in range(3):
             subprocess.run(["rm", "-rf", str(pool_dir)], check=True)  # what the init script does
+            if round_:
+                # The log line first: the status file is written at the end
+                # of a pass, so right after "added" it can still say the
+                # previous round's "waiting".
+                agent.wait_for("item cifsmount removed")
             agent.wait_status(lambda d: d["capabilities"]["pool"]["state"] == "waiting")
             pool_dir.mkdir()
             assert writer(pool_dir / ".kvp_pool_0", "hold", "0", f"cifsmount=/c;/C;password=p{round_}").wait(5) == 0
@@ -161,6 +167,25 @@ def test_health_answers_while_the_loop_runs_and_not_when_stopped(root, agent_env
         assert subprocess.run(cmd, env=agent_env).returncode == 0
     finally:
         agent.stop()
+
+
+def test_the_agent_never_creates_a_pool_file(tmp_path):
+    """Pool files are hv_kvp_daemon's to create: one the agent created while
+    the init script's rm -rf ran made that rm fail ("Directory not empty")."""
+    pool_dir = tmp_path / "var" / "lib" / "hyperv"
+    pool_dir.mkdir(parents=True)
+    agent = AgentProcess(tmp_path)
+    try:
+        agent.wait_status(lambda d: d["passes"] >= 1)
+        assert sorted(p.name for p in pool_dir.iterdir()) == []
+        make_pool_dir(pool_dir)  # the daemon starts
+        agent.wait_for("pool 1: updated moby-agent.state")
+        assert kvp.read_pool(str(pool_dir / ".kvp_pool_1")).get("moby-agent.state") == "running"
+        for _ in range(20):  # the init script, many times, while the agent reacts
+            subprocess.run(["rm", "-rf", str(pool_dir)], check=True)
+            make_pool_dir(pool_dir)
+    finally:
+        assert agent.stop() == 0
 
 
 def test_guest_pool_reports_state_once(root):

@@ -35,6 +35,14 @@ def daemon_write(fd: int, path: str, data: bytes, pause: float = 0.0) -> None:
     fcntl.lockf(fd, fcntl.LOCK_UN)
 
 
+def make_pool_dir(pool_dir) -> None:
+    """What hv_kvp_daemon does at start: the pool directory and its five
+    pool files (kvp_file_init opens each with O_CREAT, mode 0604)."""
+    os.makedirs(pool_dir, exist_ok=True)
+    for n in range(kvp.POOL_COUNT):
+        os.close(os.open(os.path.join(pool_dir, f".kvp_pool_{n}"), os.O_RDWR | os.O_CREAT, 0o604))
+
+
 def write_items(path, items) -> None:
     """One daemon-style update of the pool at `path` (created if missing)."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
