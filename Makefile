@@ -6,7 +6,8 @@ PYTHON    ?= python3
 
 
 
-AGENT_SOURCES := $(wildcard agent/*.py)
+# The package, one folder per capability (git ls-files would miss new files).
+AGENT_SOURCES := $(wildcard agent/*.py agent/*/*.py)
 
 .PHONY: all test test-py39 lint install bench soak demo demo-shell demo-root image image-test clean
 
@@ -37,8 +38,7 @@ demo-root:
 # The layout an image build uses: the package in a private directory, a
 # wrapper on PATH, the OpenRC scripts and a commented default config.
 install:
-	install -d $(DESTDIR)$(LIBDIR)/agent
-	install -m 0644 $(AGENT_SOURCES) $(DESTDIR)$(LIBDIR)/agent/
+	for f in $(AGENT_SOURCES); do install -D -m 0644 "$$f" "$(DESTDIR)$(LIBDIR)/$$f" || exit 1; done
 	# Bytecode now, so that no start compiles the sources (a fresh tmpfs root
 	# at every boot, a read-only /usr, PYTHONDONTWRITEBYTECODE). checked-hash:
 	# used while the source is unchanged, whatever the file times; -d:

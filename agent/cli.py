@@ -9,7 +9,7 @@ import sys
 import time
 from typing import List, Optional
 
-from agent import __version__, config, kvp
+from agent import __version__, agentconfig, kvp
 from agent.system import pid_alive, read_text, under
 
 log = logging.getLogger("moby-agent")
@@ -19,7 +19,8 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moby-agent", description="The guest agent of the Docker for Windows VM.")
     p.add_argument("--version", action="version", version=f"moby-agent {__version__}")
     p.add_argument("--root", default="/", help="resolve every absolute path under DIR (default /)")
-    p.add_argument("--config", default=config.DEFAULT_PATH, help=f"the agent's config (default {config.DEFAULT_PATH})")
+    p.add_argument("--config", default=agentconfig.DEFAULT_PATH,
+                   help=f"the agent's config (default {agentconfig.DEFAULT_PATH})")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -79,7 +80,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _print_items(items: List[kvp.Item], as_json: bool, show_secrets: bool) -> None:
-    from agent.shares import redact_item
+    from agent.shares.items import redact_item
 
     shown = [(k, v if show_secrets else redact_item(k, v)) for k, v in items]
     if as_json:
@@ -89,8 +90,8 @@ def _print_items(items: List[kvp.Item], as_json: bool, show_secrets: bool) -> No
             print(f"{k}={v.encode('unicode_escape').decode('ascii') if not v.isprintable() else v}")
 
 
-def _cmd_kvp(args: argparse.Namespace, settings: config.Settings) -> int:
-    pool_dir = under(args.root, settings.kvp.pool_dir)
+def _cmd_kvp(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
+    pool_dir = under(args.root, conf.kvp.pool_dir)
     path = kvp.pool_path(pool_dir, args.pool)
     if args.kvp_command in ("dump", "get"):
         pool = kvp.read_pool(path)
@@ -103,7 +104,7 @@ def _cmd_kvp(args: argparse.Namespace, settings: config.Settings) -> int:
         if value is None:
             print(f"moby-agent: no item {args.key!r} in pool {args.pool}", file=sys.stderr)
             return 1
-        from agent.shares import redact_item
+        from agent.shares.items import redact_item
 
         print(value if args.show_secrets else redact_item(args.key, value))
         return 0
@@ -115,10 +116,9 @@ def _cmd_kvp(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
-def _cmd_plan(args: argparse.Namespace, settings: config.Settings) -> int:
-    from agent import reconcile
-
-    plan = reconcile.plan(reconcile.observe(settings, args.root, None))
+def _cmd_plan(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
+    from agent import hub
+    plan = hub.plan(hub.observe(conf, args.root, None))
     if args.json:
         print(json.dumps(plan.as_dict(), indent=1, ensure_ascii=False))
         return 0
@@ -132,8 +132,8 @@ def _cmd_plan(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
-def _read_status(args: argparse.Namespace, settings: config.Settings) -> Optional[dict]:
-    text = read_text(under(args.root, settings.status.file))
+def _read_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> Optional[dict]:
+    text = read_text(under(args.root, conf.status.file))
     if text is None:
         return None
     try:
@@ -143,12 +143,11 @@ def _read_status(args: argparse.Namespace, settings: config.Settings) -> Optiona
     return doc if isinstance(doc, dict) else None
 
 
-def _cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
+def _cmd_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     from agent import status
-
-    doc = _read_status(args, settings)
+    doc = _read_status(args, conf)
     if doc is None:
-        print(f"moby-agent is not running (no status in {settings.status.file})", file=sys.stderr)
+        print(f"moby-agent is not running (no status in {conf.status.file})", file=sys.stderr)
         return 1
     alive = doc.get("state") != "stopped" and isinstance(doc.get("pid"), int) and pid_alive(doc["pid"])
     text, code = status.describe(doc, alive)
@@ -156,8 +155,8 @@ def _cmd_status(args: argparse.Namespace, settings: config.Settings) -> int:
     return code
 
 
-def _cmd_health(args: argparse.Namespace, settings: config.Settings) -> int:
-    doc = _read_status(args, settings)
+def _cmd_health(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
+    doc = _read_status(args, conf)
     if doc is None or not isinstance(doc.get("pid"), int) or doc.get("state") == "stopped":
         print("moby-agent health: no running agent in the status file", file=sys.stderr)
         return 1
@@ -170,21 +169,20 @@ def _cmd_health(args: argparse.Namespace, settings: config.Settings) -> int:
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
         time.sleep(0.05)
-        doc = _read_status(args, settings)
+        doc = _read_status(args, conf)
         if doc is not None and doc.get("heartbeat") != before:
             return 0
     print(f"moby-agent health: the loop did not answer within {args.timeout:g} s (stuck?)", file=sys.stderr)
     return 1
 
 
-def _cmd_config(args: argparse.Namespace, settings: config.Settings) -> int:
+def _cmd_config(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     """mobyconfig's verbs, with its messages and exit codes."""
-    from agent import database
-
+    from agent.settings import database
     if args.verb == "set":
         print(database.IMMUTABLE, file=sys.stderr)
         return 1
-    dbs = settings.database
+    dbs = conf.database
     name = database.parse_cmdline(read_text(under(args.root, dbs.cmdline)) or "", dbs.label)
     if name is None:
         print(database.NOT_FOUND, file=sys.stderr)
@@ -212,14 +210,14 @@ def _cmd_config(args: argparse.Namespace, settings: config.Settings) -> int:
     return 0
 
 
-def _cmd_watch(args: argparse.Namespace, settings: config.Settings) -> int:
-    from agent.daemon import watch_list
+def _cmd_watch(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
+    from agent.loop import watch_list
     from agent.system import write_atomic
 
-    path = under(args.root, settings.watch.state_file)
+    path = under(args.root, conf.watch.state_file)
     paths = watch_list(path)
     if args.verb == "list":
-        for p in list(settings.watch.shares) + paths:
+        for p in list(conf.watch.shares) + paths:
             print(p)
         return 0
     if not args.path or not args.path.startswith("/"):
@@ -230,39 +228,40 @@ def _cmd_watch(args: argparse.Namespace, settings: config.Settings) -> int:
     elif args.verb == "remove" and args.path in paths:
         paths.remove(args.path)
     write_atomic(path, (json.dumps(paths) + "\n").encode())
-    doc = _read_status(args, settings)
+    doc = _read_status(args, conf)
     if doc and isinstance(doc.get("pid"), int) and doc.get("state") != "stopped" and pid_alive(doc["pid"]):
         os.kill(doc["pid"], signal.SIGHUP)  # the running agent picks it up now
     return 0
 
 
-def _cmd_daemon_json(args: argparse.Namespace, settings: config.Settings) -> int:
-    from agent import dockerconfig, reconcile
-    from agent.hostconfig import daemon_json_layers
+def _cmd_daemon_json(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
+    from agent import hub
+    from agent.settings import daemonjson
+    from agent.settings.plan import daemon_json_layers
 
-    inputs = reconcile.observe(settings, args.root, None).host_inputs
+    inputs = hub.observe(conf, args.root, None).host_inputs
     try:
-        doc = dockerconfig.render(daemon_json_layers(inputs), inputs.docker_opts, inputs.dockerd_version)
-    except dockerconfig.ConfigProblem as exc:
+        doc = daemonjson.render(daemon_json_layers(inputs), inputs.docker_opts, inputs.dockerd_version)
+    except daemonjson.ConfigProblem as exc:
         print(f"moby-agent: daemon.json would not be written: {exc}", file=sys.stderr)
         return 1
-    sys.stdout.write(dockerconfig.encode(doc))
+    sys.stdout.write(daemonjson.encode(doc))
     return 0
 
 
-def _cmd_doctor(args: argparse.Namespace, settings: config.Settings) -> int:
+def _cmd_doctor(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     from agent.doctor import FAIL, Doctor
 
-    checks = Doctor(settings, args.root).run()
+    checks = Doctor(conf, args.root).run()
     for check in checks:
         print(check.line())
     return 1 if any(c.level == FAIL for c in checks) else 0
 
 
-def _cmd_run(args: argparse.Namespace, settings: config.Settings, config_path: str, explicit: bool) -> int:
-    from agent.daemon import Agent
+def _cmd_run(args: argparse.Namespace, conf: agentconfig.AgentConfig, config_path: str, explicit: bool) -> int:
+    from agent.loop import Agent
 
-    agent = Agent(settings, args.root, lambda: config.load(config_path, required=explicit))
+    agent = Agent(conf, args.root, lambda: agentconfig.load(config_path, required=explicit))
     if args.once:
         return 0 if agent.run_pass() else 1
     return agent.run()
@@ -270,17 +269,17 @@ def _cmd_run(args: argparse.Namespace, settings: config.Settings, config_path: s
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
-    explicit = args.config != config.DEFAULT_PATH
+    explicit = args.config != agentconfig.DEFAULT_PATH
     config_path = under(args.root, args.config)
     try:
-        settings = config.load(config_path, required=explicit)
-    except config.ConfigError as exc:
+        conf = agentconfig.load(config_path, required=explicit)
+    except agentconfig.ConfigError as exc:
         print(f"moby-agent: configuration error: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings.log_level)
+    _setup_logging(conf.log_level)
     try:
         if args.command == "run":
-            return _cmd_run(args, settings, config_path, explicit)
+            return _cmd_run(args, conf, config_path, explicit)
         commands = {
             "kvp": _cmd_kvp,
             "plan": _cmd_plan,
@@ -291,7 +290,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             "daemon-json": _cmd_daemon_json,
             "watch": _cmd_watch,
         }
-        return commands[args.command](args, settings)
+        return commands[args.command](args, conf)
     except kvp.KvpError as exc:
         print(f"moby-agent: {exc}; nothing was written", file=sys.stderr)
         return 1

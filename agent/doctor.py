@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Union
 
 from agent import kvp
-from agent.config import Settings
+from agent.agentconfig import AgentConfig
 from agent.system import processes_named, read_text, under
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -31,8 +31,8 @@ class Check:
 
 
 class Doctor:
-    def __init__(self, settings: Settings, root: str) -> None:
-        self.s = settings
+    def __init__(self, conf: AgentConfig, root: str) -> None:
+        self.s = conf
         self.root = root
         self.live = root in ("", "/")
 
@@ -137,7 +137,7 @@ class Doctor:
         sock = self.p(self.s.docker.socket)
         if not os.path.exists(sock):
             return Check(WARN, "dockerd", f"no socket {self.s.docker.socket}: dockerd is not running")
-        from agent.dockerapi import ping
+        from agent.settings.dockerapi import ping
 
         problem = ping(sock)
         if problem:

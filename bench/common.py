@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from agent import kvp  # noqa: E402
-from agent.daemon import pool_digest  # noqa: E402
+from agent.loop import pool_digest  # noqa: E402
 from tests.integration.writer import make_pool_dir  # noqa: E402
 
 

@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from agent import dockerconfig, kvp
+from agent import kvp
+from agent.settings import daemonjson
 from tests.conftest import REPO
 from tests.integration.agentproc import AgentProcess
 
@@ -36,7 +37,7 @@ def test_kill_9_never_leaves_a_torn_file(tmp_path):
     pool_dir = root / "var" / "lib" / "hyperv"
     pool_dir.mkdir(parents=True)
     daemon_json = root / "etc" / "docker" / "daemon.json"
-    rendered = {tag: dockerconfig.encode(doc(tag)) for tag in "ab"}
+    rendered = {tag: daemonjson.encode(doc(tag)) for tag in "ab"}
     env = dict(os.environ, PYTHONPATH=str(REPO))
     killed_mid_write = torn = 0
     for i in range(rounds):

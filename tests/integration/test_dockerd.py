@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from agent.dockerapi import DockerAPI
+from agent.settings.dockerapi import DockerAPI
 from tests.conftest import REPO, require_root
 
 DB = "com.docker.driver.amd64-linux"
@@ -171,7 +171,7 @@ def test_dockerd_itself_refuses_what_the_agent_refuses(docker_root, tmp_path):
                            capture_output=True, text=True, timeout=30)
         assert r.returncode != 0
         with pytest.raises(Exception):
-            from agent.dockerconfig import Layers, render
+            from agent.settings.daemonjson import Layers, render
             render(Layers(database=bad))
 
 

@@ -2,24 +2,24 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import config
+from agent import agentconfig
 
 
 def test_defaults_need_no_file(tmp_path):
-    s = config.load(str(tmp_path / "missing.toml"))
-    assert s == config.Settings()
+    s = agentconfig.load(str(tmp_path / "missing.toml"))
+    assert s == agentconfig.AgentConfig()
     assert s.host.address == "10.0.75.1"
     assert s.kvp.pool_dir == "/var/lib/hyperv"
     assert s.status.file == "/run/moby-agent/status.json"
 
 
 def test_explicit_missing_file_is_an_error(tmp_path):
-    with pytest.raises(config.ConfigError, match="no such file"):
-        config.load(str(tmp_path / "missing.toml"), required=True)
+    with pytest.raises(agentconfig.ConfigError, match="no such file"):
+        agentconfig.load(str(tmp_path / "missing.toml"), required=True)
 
 
 def test_values_are_read():
-    s = config.parse(
+    s = agentconfig.parse(
         'log_level = "debug"\n[host]\naddress = "10.0.75.9"\n[retry]\nmin_seconds = 2\nmax_seconds = 30.5\n'
     )
     assert s.log_level == "debug"
@@ -43,8 +43,8 @@ def test_values_are_read():
     ],
 )
 def test_errors_name_file_key_and_expectation(text, message):
-    with pytest.raises(config.ConfigError) as info:
-        config.parse(text, "/etc/moby-agent/agent.toml")
+    with pytest.raises(agentconfig.ConfigError) as info:
+        agentconfig.parse(text, "/etc/moby-agent/agent.toml")
     assert str(info.value).startswith("/etc/moby-agent/agent.toml: ")
     assert message in str(info.value)
 
@@ -55,12 +55,12 @@ def test_shipped_default_config_is_the_defaults():
     text = (Path(__file__).resolve().parents[2] / "packaging" / "agent.toml").read_text()
     # Settings are commented out as "# key = value"; prose uses "##".
     uncommented = "\n".join(line[2:] if line.startswith("# ") else line for line in text.splitlines())
-    assert config.parse(uncommented) == config.Settings()
+    assert agentconfig.parse(uncommented) == agentconfig.AgentConfig()
 
 
 @given(st.text(max_size=300))
 def test_any_text_gives_settings_or_config_error(text):
     try:
-        config.parse(text)
-    except config.ConfigError:
+        agentconfig.parse(text)
+    except agentconfig.ConfigError:
         pass

@@ -4,7 +4,8 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.mounts import (
+from agent.shares.items import Limits, parse_mount
+from agent.shares.plan import (
     BindAlias,
     MountShare,
     RemoveDir,
@@ -16,7 +17,6 @@ from agent.mounts import (
     parse_mountinfo,
     plan_shares,
 )
-from agent.shares import Limits, parse_mount
 
 HOST = "10.0.75.1"
 C = "/c;/C;username=me,password=s3cret,noperm"

@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from inotify_simple import INotify, flags
 
-from agent import notify
-from agent.notify import LocalChanges, ShareWatcher, changed, parse_notify
+from agent.livereload import watcher
+from agent.livereload.watcher import LocalChanges, ShareWatcher, changed, parse_notify
 
 
 def record(action, name, last=False):
@@ -80,7 +80,7 @@ def test_a_retry_forgets_the_reason_a_subdirectory_gave(tmp_path, monkeypatch):
         time.sleep(0.05)  # the server answers: nothing changed
         return []
 
-    monkeypatch.setattr(notify, "wait_for_change", wait)
+    monkeypatch.setattr(watcher, "wait_for_change", wait)
     w = ShareWatcher([], max_dirs=10)
     w.set_roots([str(tmp_path)])
     wait_for(lambda: w.stats.dropped == 2)
@@ -157,14 +157,14 @@ def test_guest_changes_are_forgotten_after_the_grace_time(tmp_path, monkeypatch)
     local.add("/C/src", str(tmp_path))
     (tmp_path / "a.js").write_text("1")
     assert local.recent("/C/src", "a.js")
-    monkeypatch.setattr("agent.notify.LOCAL_GRACE", 0.0)
+    monkeypatch.setattr("agent.livereload.watcher.LOCAL_GRACE", 0.0)
     assert not local.recent("/C/src", "a.js")
 
 
 def test_a_first_listing_the_server_fails_is_retried_not_given_up(tmp_path, monkeypatch):
     """A share still reconnecting (after Samba restarted) fails the listing
     with a connection error: back off and ask again, as for requests."""
-    real_snapshot = notify.snapshot
+    real_snapshot = watcher.snapshot
     calls = []
 
     def flaky(path):
@@ -173,7 +173,7 @@ def test_a_first_listing_the_server_fails_is_retried_not_given_up(tmp_path, monk
             raise OSError(errno.EHOSTDOWN, os.strerror(errno.EHOSTDOWN))
         return real_snapshot(path)
 
-    monkeypatch.setattr(notify, "snapshot", flaky)
+    monkeypatch.setattr(watcher, "snapshot", flaky)
     w = ShareWatcher([], max_dirs=10, rescan_seconds=0.05)
     w.set_roots([str(tmp_path)])
     wait_for(lambda: "asking the server again in 0.5 s" in (w.stats.why or ""))
@@ -186,7 +186,7 @@ def test_a_first_listing_that_fails_otherwise_is_reported_and_left(tmp_path, mon
     def denied(path):
         raise OSError(errno.EACCES, os.strerror(errno.EACCES))
 
-    monkeypatch.setattr(notify, "snapshot", denied)
+    monkeypatch.setattr(watcher, "snapshot", denied)
     w = ShareWatcher([], max_dirs=10)
     w.set_roots([str(tmp_path)])
     wait_for(lambda: w.stats.why == f"{tmp_path}: Permission denied; not watched")

@@ -33,7 +33,7 @@ def test_make_install_lays_out_exactly_the_listed_files(tmp_path):
 def test_make_install_byte_compiles_the_agent_for_the_installed_path(tmp_path):
     installed(tmp_path)
     lib = tmp_path / "usr" / "lib" / "moby-agent" / "agent"
-    sources = sorted(lib.glob("*.py"))
+    sources = sorted(lib.rglob("*.py"))
     assert sources
     for source in sources:
         pyc = Path(importlib.util.cache_from_source(str(source)))
@@ -41,7 +41,7 @@ def test_make_install_byte_compiles_the_agent_for_the_installed_path(tmp_path):
         assert data[:4] == importlib.util.MAGIC_NUMBER, pyc
         assert int.from_bytes(data[4:8], "little") == 0b11, f"{pyc}: not checked-hash"
         assert data[8:16] == importlib.util.source_hash(source.read_bytes()), f"{pyc}: stale"
-        assert marshal.loads(data[16:]).co_filename == f"/usr/lib/moby-agent/agent/{source.name}"
+        assert marshal.loads(data[16:]).co_filename == f"/usr/lib/moby-agent/agent/{source.relative_to(lib)}"
 
 
 def apkbuild(var):

@@ -1,11 +1,11 @@
-from agent import kvp, reconcile, status
-from agent.config import Settings
-from agent.mounts import SharesState
-from agent.reconcile import Context, Memory, NoteHostItems, Observation
+from agent import hub, kvp, status
+from agent.agentconfig import AgentConfig
+from agent.hub import Context, Memory, NoteHostItems, Observation
+from agent.shares.plan import SharesState
 
 
 def ctx(tmp_path, memory=None):
-    return Context(Settings(), str(tmp_path), memory or Memory(), SharesState())
+    return Context(AgentConfig(), str(tmp_path), memory or Memory(), SharesState())
 
 
 def obs(items, seen=None, warnings=(), guest=()):
@@ -18,11 +18,11 @@ def obs(items, seen=None, warnings=(), guest=()):
 
 def test_plan_is_pure_and_repeatable():
     o = obs([("a", "1")])
-    assert reconcile.plan(o) == reconcile.plan(o)
+    assert hub.plan(o) == hub.plan(o)
 
 
 def test_plan_names_what_changed():
-    p = reconcile.plan(obs([("a", "1"), ("b", "3"), ("c", "4")], seen=(("a", "1"), ("b", "2"), ("d", "5"))))
+    p = hub.plan(obs([("a", "1"), ("b", "3"), ("c", "4")], seen=(("a", "1"), ("b", "2"), ("d", "5"))))
     (action,) = p.actions
     assert isinstance(action, NoteHostItems)
     assert (action.added, action.changed, action.removed) == (("c",), ("b",), ("d",))
@@ -31,33 +31,33 @@ def test_plan_names_what_changed():
 def test_nothing_to_do_after_apply(tmp_path):
     o = obs([("note", "x")])
     c = ctx(tmp_path)
-    outcomes = reconcile.apply(reconcile.plan(o).actions, c)
+    outcomes = hub.apply(hub.plan(o).actions, c)
     assert all(x.ok for x in outcomes)
-    assert reconcile.plan(obs(o.pools[0].items, seen=c.memory.seen_host_items)).actions == ()
+    assert hub.plan(obs(o.pools[0].items, seen=c.memory.seen_host_items)).actions == ()
 
 
 def test_empty_pool_and_no_memory_is_nothing_to_do():
-    assert reconcile.plan(obs([])).actions == ()
+    assert hub.plan(obs([])).actions == ()
 
 
 def test_pool_warnings_are_problems():
-    p = reconcile.plan(obs([], warnings=["trailing partial record of 3 bytes ignored"]))
+    p = hub.plan(obs([], warnings=["trailing partial record of 3 bytes ignored"]))
     assert p.problems == ("pool 0: trailing partial record of 3 bytes ignored",)
 
 
 def test_plan_json_carries_no_secret():
-    p = reconcile.plan(obs([("cifsmount", "/c;/C;username=u,password=hunter2,noperm")]))
+    p = hub.plan(obs([("cifsmount", "/c;/C;username=u,password=hunter2,noperm")]))
     assert "hunter2" not in str(p.as_dict())
 
 
 def test_one_failure_does_not_stop_the_others(tmp_path):
-    class Broken(reconcile.Action):
+    class Broken(hub.Action):
         def name(self):
             return "broken"
 
     good = NoteHostItems(added=("a",), changed=(), removed=(), items=(("a", "1"),))
     c = ctx(tmp_path)
-    outcomes = reconcile.apply((Broken(), good), c)
+    outcomes = hub.apply((Broken(), good), c)
     assert [o.ok for o in outcomes] == [False, True]
     assert "no executor" in outcomes[0].error
     assert c.memory.seen_host_items == (("a", "1"),)

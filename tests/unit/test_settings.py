@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import database, dockerconfig
-from agent.dockerconfig import ConfigProblem, Layers, how_to_apply, merge, render
-from agent.hostconfig import HostInputs, NetState, plan_host
+from agent.settings import daemonjson, database
+from agent.settings.daemonjson import ConfigProblem, Layers, how_to_apply, merge, render
+from agent.settings.plan import HostInputs, NetState, plan_host
 
 PLAN_ARGS = dict(mount_point="/Database", tag="db", options="trans=virtio", daemon_json="/etc/docker/daemon.json")
 
@@ -105,8 +105,8 @@ def test_proxies_for_docker_23():
 
 def test_docker_opts_from_confd():
     text = 'DOCKER_OPTS=""\n# comment\nexport DOCKER_OPTS="-H tcp://0.0.0.0:2375 --debug"\n'
-    assert dockerconfig.docker_opts_from_confd(text) == "-H tcp://0.0.0.0:2375 --debug"
-    assert dockerconfig.flag_keys("-H tcp://x --debug --insecure-registry=r") == {"hosts", "debug",
+    assert daemonjson.docker_opts_from_confd(text) == "-H tcp://0.0.0.0:2375 --debug"
+    assert daemonjson.flag_keys("-H tcp://x --debug --insecure-registry=r") == {"hosts", "debug",
                                                                                    "insecure-registries"}
 
 
@@ -124,13 +124,13 @@ def test_reload_or_restart(changed, running, how):
     assert how_to_apply(changed, running) == how
 
 
-@given(st.sets(st.sampled_from(sorted(dockerconfig.SCHEMA)), max_size=5), st.booleans())
+@given(st.sets(st.sampled_from(sorted(daemonjson.SCHEMA)), max_size=5), st.booleans())
 def test_reload_only_when_every_key_is_reloadable(changed, running):
     how = how_to_apply(frozenset(changed), running)
     if how == "reload":
-        assert running and changed <= dockerconfig.RELOADABLE
+        assert running and changed <= daemonjson.RELOADABLE
     if how == "restart":
-        assert running and not changed <= dockerconfig.RELOADABLE
+        assert running and not changed <= daemonjson.RELOADABLE
 
 
 def db_inputs(**db):

@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.shares import redact_item
+from agent.shares.items import redact_item
 
 
 def test_v1_password_is_hidden():

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.shares import FLAGS, Limits, ShareError, credentials_file, parse_mount, parse_umount
+from agent.shares.items import FLAGS, Limits, ShareError, credentials_file, parse_mount, parse_umount
 
 V1 = "/c;/C;username=me,password=s3cret,noperm"
 

@@ -12,10 +12,11 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, List, Mapping, Optional, Tuple
 
-from agent import database, dockerconfig, kvp
-from agent.action import Action
-from agent.config import Settings
-from agent.hostconfig import (
+from agent import kvp
+from agent.agentconfig import AgentConfig
+from agent.outcome import Action
+from agent.settings import daemonjson, database
+from agent.settings.plan import (
     COPIED,
     ApplyDocker,
     ApplySysctl,
@@ -28,7 +29,8 @@ from agent.hostconfig import (
     plan_host,
     static_network,
 )
-from agent.mounts import (
+from agent.shares.items import Limits, credentials_file, redact_item
+from agent.shares.plan import (
     BindAlias,
     MountEntry,
     MountShare,
@@ -40,7 +42,6 @@ from agent.mounts import (
     parse_mountinfo,
     plan_shares,
 )
-from agent.shares import Limits, credentials_file, redact_item
 from agent.system import create_exclusive, pid_alive, read_text, run_command, under, write_atomic
 
 log = logging.getLogger("moby-agent")
@@ -67,7 +68,7 @@ class Observation:
     now: float = 0.0
     retries: Mapping[str, Retry] = field(default_factory=dict)
     host_inputs: HostInputs = HostInputs()
-    settings: Settings = Settings()
+    conf: AgentConfig = AgentConfig()
 
 
 @dataclass(frozen=True)
@@ -127,31 +128,31 @@ def route_to(host: str) -> bool:
 
 
 def observe(
-    settings: Settings,
+    conf: AgentConfig,
     root: str,
     seen_host_items: Optional[Tuple[kvp.Item, ...]],
     retries: Optional[Mapping[str, Retry]] = None,
     network: Callable[[str], bool] = route_to,
 ) -> Observation:
-    pool_dir = under(root, settings.kvp.pool_dir)
+    pool_dir = under(root, conf.kvp.pool_dir)
     pools = {pool: kvp.read_pool(kvp.pool_path(pool_dir, pool)) for pool in (HOST_POOL, kvp.GUEST_POOL)}
     mounts = parse_mountinfo(read_text(under(root, "/proc/self/mountinfo")) or "")
-    shares, problem = load_shares(under(root, settings.shares.state_file))
+    shares, problem = load_shares(under(root, conf.shares.state_file))
     # Mounts are tried at once; only after a failure does the route to the
     # host tell "the network is not up yet" (wait for netlink events) from
     # "the server refused or is down" (back off). This keeps pyroute2's
     # import off the first mount's path.
     network_ok = None
     if retries and root in ("", "/"):
-        network_ok = network(settings.host.address)
+        network_ok = network(conf.host.address)
     return Observation(
-        host_inputs=observe_host(settings, root, mounts),
-        settings=settings,
+        host_inputs=observe_host(conf, root, mounts),
+        conf=conf,
         pool_dir_exists=os.path.isdir(pool_dir),
         pools=pools,
         seen_host_items=seen_host_items,
-        host=settings.host.address,
-        limits=Limits(settings.shares.mount_pattern, settings.shares.max_id),
+        host=conf.host.address,
+        limits=Limits(conf.shares.mount_pattern, conf.shares.max_id),
         mounts=mounts,
         shares=shares,
         shares_problem=problem,
@@ -161,9 +162,9 @@ def observe(
     )
 
 
-def _dockerd_version(settings: Settings) -> Tuple[int, int]:
-    result = run_command([settings.docker.dockerd, "--version"], 10)
-    return dockerconfig.version_of(result.output) if result.returncode == 0 else (20, 10)
+def _dockerd_version(conf: AgentConfig) -> Tuple[int, int]:
+    result = run_command([conf.docker.dockerd, "--version"], 10)
+    return daemonjson.version_of(result.output) if result.returncode == 0 else (20, 10)
 
 
 _VERSION_CACHE: Dict[str, Tuple[int, int]] = {}
@@ -177,10 +178,10 @@ def _pid_from(path: str) -> Optional[int]:
         return None
 
 
-def observe_host(settings: Settings, root: str, mounts: Tuple[MountEntry, ...]) -> HostInputs:
+def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...]) -> HostInputs:
     """The database tree, drop-ins, DOCKER_OPTS, current files, dockerd and
     (only when the database asks for a static address) the interface."""
-    dbs = settings.database
+    dbs = conf.database
     name = database.parse_cmdline(read_text(under(root, dbs.cmdline)) or "", dbs.label)
     mounted = any(m.target == dbs.mount_point for m in mounts)
     tree: Optional[Dict[str, str]] = None
@@ -194,9 +195,9 @@ def observe_host(settings: Settings, root: str, mounts: Tuple[MountEntry, ...]) 
                 error = str(exc)
         else:
             error = f"{database.base(dbs.mount_point, name)} does not exist"
-    dropin_dir = under(root, settings.docker.dropin_dir)
+    dropin_dir = under(root, conf.docker.dropin_dir)
     try:
-        names = dockerconfig.dropin_names(os.listdir(dropin_dir))
+        names = daemonjson.dropin_names(os.listdir(dropin_dir))
     except (FileNotFoundError, NotADirectoryError):
         names = []
     dropins = tuple((n, read_text(os.path.join(dropin_dir, n)) or "") for n in names)
@@ -207,30 +208,30 @@ def observe_host(settings: Settings, root: str, mounts: Tuple[MountEntry, ...]) 
             target = "/" + key
         if target:
             files[target] = read_text(under(root, target))
-    pid = _pid_from(under(root, settings.docker.pidfile))
+    pid = _pid_from(under(root, conf.docker.pidfile))
     running = pid is not None and pid_alive(pid)
-    version = _VERSION_CACHE.get(settings.docker.dockerd)
+    version = _VERSION_CACHE.get(conf.docker.dockerd)
     if version is None and (tree or dropins):
-        version = _VERSION_CACHE[settings.docker.dockerd] = _dockerd_version(settings)
+        version = _VERSION_CACHE[conf.docker.dockerd] = _dockerd_version(conf)
     net = None
     try:
         static = static_network(tree or {})
     except ValueError:
         static = None
     if static is not None and root in ("", "/"):
-        net = read_net(settings.network.interface)
+        net = read_net(conf.network.interface)
     return HostInputs(
         database_name=name,
         database_mounted=mounted,
         database=tree,
         database_error=error,
         dropins=dropins,
-        docker_opts=dockerconfig.docker_opts_from_confd(read_text(under(root, settings.docker.confd)) or ""),
-        daemon_json=read_text(under(root, settings.docker.daemon_json)),
+        docker_opts=daemonjson.docker_opts_from_confd(read_text(under(root, conf.docker.confd)) or ""),
+        daemon_json=read_text(under(root, conf.docker.daemon_json)),
         dockerd_running=running,
         dockerd_version=version or (20, 10),
         files=files,
-        interface=settings.network.interface,
+        interface=conf.network.interface,
         net=net,
     )
 
@@ -276,7 +277,7 @@ def plan(obs: Observation) -> Plan:
                          obs.retries)
     actions.extend(shares.actions)
     problems.extend(shares.problems)
-    s = obs.settings
+    s = obs.conf
     host_plan = plan_host(obs.host_inputs, mount_point=s.database.mount_point, tag=s.database.tag,
                           options=s.database.options, daemon_json=s.docker.daemon_json)
     actions.extend(host_plan.actions)
@@ -305,7 +306,7 @@ class Context:
     """What the executor needs: where, with what settings, and the state it
     updates (share state is saved once at the end of apply if it changed)."""
 
-    settings: Settings
+    conf: AgentConfig
     root: str
     memory: Memory
     shares: SharesState
@@ -330,7 +331,7 @@ def _mount_share(action: MountShare, ctx: Context) -> None:
     spec = action.spec
     target = ctx.path(spec.mountpoint)
     os.makedirs(target, exist_ok=True)
-    creds_dir = os.path.dirname(ctx.path(ctx.settings.shares.state_file))
+    creds_dir = os.path.dirname(ctx.path(ctx.conf.shares.state_file))
     os.makedirs(creds_dir, mode=0o700, exist_ok=True)
     fd, creds = create_exclusive(creds_dir, ".credentials-")  # mode 0600
     try:
@@ -338,7 +339,7 @@ def _mount_share(action: MountShare, ctx: Context) -> None:
             f.write(credentials_file(spec))
         options = ",".join(list(spec.options) + [f"credentials={creds}"])
         result = run_command(["mount.cifs", action.source, target, "-o", options],
-                             ctx.settings.shares.mount_timeout, ctx.should_stop)
+                             ctx.conf.shares.mount_timeout, ctx.should_stop)
     finally:
         os.unlink(creds)  # right after the mount returns
     fp = spec.fingerprint()
@@ -461,9 +462,9 @@ def _apply_docker(action: ApplyDocker, ctx: Context) -> None:
     new settings (applied and verified), raises with what differs."""
     import signal as _signal
 
-    from agent.dockerapi import DockerAPI, DockerError
+    from agent.settings.dockerapi import DockerAPI, DockerError
 
-    docker = ctx.settings.docker
+    docker = ctx.conf.docker
     if action.how == "reload":
         pid = _pid_from(ctx.path(docker.pidfile))
         if pid is None:
@@ -482,7 +483,7 @@ def _apply_docker(action: ApplyDocker, ctx: Context) -> None:
         while time.monotonic() < deadline and not ctx.should_stop():
             try:
                 if api.ping():
-                    diffs = dockerconfig.differences(api.info(), action.expected)
+                    diffs = daemonjson.differences(api.info(), action.expected)
                     if not diffs:
                         return
             except DockerError as exc:
@@ -515,7 +516,7 @@ def _set_route(action: SetRoute) -> None:
 
 
 def _backoff(ctx: Context, drive: str, error: str, auth: bool) -> None:
-    retry = ctx.settings.retry
+    retry = ctx.conf.retry
     old = ctx.memory.retries.get(drive)
     failures = (old.failures if old else 0) + 1
     delay = min(retry.max_seconds, retry.min_seconds * 2 ** (failures - 1))
@@ -550,7 +551,7 @@ def apply(actions: Tuple[Action, ...], ctx: Context) -> List[Outcome]:
             outcomes.append(Outcome(action, True))
     if ctx.changed:
         try:
-            write_atomic(ctx.path(ctx.settings.shares.state_file), ctx.shares.to_json(), mode=0o600)
+            write_atomic(ctx.path(ctx.conf.shares.state_file), ctx.shares.to_json(), mode=0o600)
         except OSError as exc:
-            log.error("cannot save share state %s: %s", ctx.settings.shares.state_file, exc.strerror)
+            log.error("cannot save share state %s: %s", ctx.conf.shares.state_file, exc.strerror)
     return outcomes

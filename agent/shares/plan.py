@@ -10,8 +10,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from agent import kvp
-from agent.action import Action
-from agent.shares import CIFSMOUNT, CIFSUMOUNT, Limits, ShareError, ShareSpec, parse_mount, parse_umount
+from agent.outcome import Action
+from agent.shares.items import CIFSMOUNT, CIFSUMOUNT, Limits, ShareError, ShareSpec, parse_mount, parse_umount
 
 
 @dataclass(frozen=True)

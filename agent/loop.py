@@ -12,10 +12,10 @@ import socket
 import time
 from typing import Any, Callable, Dict, List, Optional, Set
 
-from agent import kvp, reconcile, status
-from agent.config import ConfigError, Settings
+from agent import hub, kvp, status
+from agent.agentconfig import AgentConfig, ConfigError
+from agent.kvp.poolwatch import PoolWatcher
 from agent.system import under, write_atomic
-from agent.watch import PoolWatcher
 
 log = logging.getLogger("moby-agent")
 
@@ -71,11 +71,11 @@ def drain(sock: socket.socket) -> None:
 
 
 class Agent:
-    def __init__(self, settings: Settings, root: str, reload_settings: Callable[[], Settings]) -> None:
-        self.settings = settings
+    def __init__(self, conf: AgentConfig, root: str, reload_conf: Callable[[], AgentConfig]) -> None:
+        self.conf = conf
         self.root = root
-        self._reload_settings = reload_settings
-        self.memory = reconcile.Memory()
+        self._reload_conf = reload_conf
+        self.memory = hub.Memory()
         self.started = time.time()
         self.passes = 0
         self.last_pass: Optional[Dict[str, Any]] = None
@@ -100,16 +100,16 @@ class Agent:
     def run_pass(self) -> bool:
         """Observe, plan, apply, report. True if every action succeeded."""
         t0 = time.monotonic()
-        obs = reconcile.observe(self.settings, self.root, self.memory.seen_host_items, self.memory.retries)
-        plan = reconcile.plan(obs)
+        obs = hub.observe(self.conf, self.root, self.memory.seen_host_items, self.memory.retries)
+        plan = hub.plan(obs)
         t_planned = time.monotonic()
         for problem in plan.problems:
             if problem not in self._logged_problems:  # once per change, not per pass
                 log.warning("%s", problem)
         self._logged_problems = set(plan.problems)
-        ctx = reconcile.Context(self.settings, self.root, self.memory, obs.shares, lambda: self._stop,
+        ctx = hub.Context(self.conf, self.root, self.memory, obs.shares, lambda: self._stop,
                                 self._release_watch)
-        outcomes = reconcile.apply(plan.actions, ctx)
+        outcomes = hub.apply(plan.actions, ctx)
         self.rerun = ctx.rerun
         self.passes += 1
         self.waiting_for_network = plan.waiting_for_network
@@ -122,7 +122,7 @@ class Agent:
             # When planning ended (CLOCK_MONOTONIC, comparable across
             # processes) and what pool 0 held: how benchmarks measure reaction.
             "planned_monotonic": t_planned,
-            "pool0_digest": pool_digest(obs.pools[reconcile.HOST_POOL].items),
+            "pool0_digest": pool_digest(obs.pools[hub.HOST_POOL].items),
             "actions": len(plan.actions),
             "failed": sum(1 for o in outcomes if not o.ok),
         }
@@ -134,15 +134,15 @@ class Agent:
         """Start watching the configured shared paths once they exist; after
         a reload, start again the roots that were left unwatched."""
         retry, self._retry_watch = self._retry_watch, False
-        roots = list(self.settings.watch.shares) + watch_list(under(self.root, self.settings.watch.state_file))
+        roots = list(self.conf.watch.shares) + watch_list(under(self.root, self.conf.watch.state_file))
         if not roots and self.share_watcher is None:
             return
         if self.share_watcher is None:
-            from agent.notify import ShareWatcher
+            from agent.livereload.watcher import ShareWatcher
 
-            self.share_watcher = ShareWatcher(self.settings.watch.skip, self.settings.watch.max_dirs,
+            self.share_watcher = ShareWatcher(self.conf.watch.skip, self.conf.watch.max_dirs,
                                               lambda p: under(self.root, p), self._poke,
-                                              self.settings.watch.rescan_seconds)
+                                              self.conf.watch.rescan_seconds)
         self.share_watcher.set_roots(roots, retry)
 
     def _release_watch(self, target: str) -> None:
@@ -150,16 +150,16 @@ class Agent:
             self.share_watcher.release(target)
 
     def _update_capabilities(
-        self, obs: reconcile.Observation, plan: reconcile.Plan, outcomes: List[reconcile.Outcome]
+        self, obs: hub.Observation, plan: hub.Plan, outcomes: List[hub.Outcome]
     ) -> None:
-        pool_dir = self.settings.kvp.pool_dir
+        pool_dir = self.conf.kvp.pool_dir
         if not obs.pool_dir_exists:
             problem = f"pool directory {pool_dir} does not exist (is hv_kvp_daemon running?)"
             cap = status.capability("waiting", None, problem)
         else:
             failed = [o for o in outcomes if not o.ok]
-            host = obs.pools[reconcile.HOST_POOL]
-            action = f"read pool {reconcile.HOST_POOL}: {len(host.items)} items"
+            host = obs.pools[hub.HOST_POOL]
+            action = f"read pool {hub.HOST_POOL}: {len(host.items)} items"
             if failed:
                 cap = status.capability("error", action, failed[0].error)
             elif plan.problems:
@@ -170,10 +170,10 @@ class Agent:
         self._update_shares(plan, outcomes)
         self._update_host(plan, outcomes)
 
-    def _update_host(self, plan: reconcile.Plan, outcomes: List[reconcile.Outcome]) -> None:
+    def _update_host(self, plan: hub.Plan, outcomes: List[hub.Outcome]) -> None:
         """database, docker_config, network: what the plan said, what its
         actions did; a failed action or a problem of the capability is its error."""
-        daemon_json = self.settings.docker.daemon_json
+        daemon_json = self.conf.docker.daemon_json
 
         def owner(action: Any) -> str:
             name = action.name()
@@ -202,7 +202,7 @@ class Agent:
                 cap = status.capability("ok", note)
             self.capabilities[name] = cap
 
-    def _update_shares(self, plan: reconcile.Plan, outcomes: List[reconcile.Outcome]) -> None:
+    def _update_shares(self, plan: hub.Plan, outcomes: List[hub.Outcome]) -> None:
         states = dict(plan.drive_states)
         for o in outcomes:
             drive = getattr(o.action, "drive", None)
@@ -252,16 +252,16 @@ class Agent:
 
     def write_status(self, doc: Dict[str, Any]) -> None:
         try:
-            write_atomic(under(self.root, self.settings.status.file), status.encode(doc))
+            write_atomic(under(self.root, self.conf.status.file), status.encode(doc))
         except OSError as exc:
-            log.error("cannot write status file %s: %s", self.settings.status.file, exc.strerror)
+            log.error("cannot write status file %s: %s", self.conf.status.file, exc.strerror)
 
-    def report(self, obs: Optional[reconcile.Observation], state: Optional[str] = None) -> None:
+    def report(self, obs: Optional[hub.Observation], state: Optional[str] = None) -> None:
         doc = self.document(state)
         self.write_status(doc)
-        if not self.settings.status.guest_pool:
+        if not self.conf.status.guest_pool:
             return
-        pool_dir = under(self.root, self.settings.kvp.pool_dir)
+        pool_dir = under(self.root, self.conf.kvp.pool_dir)
         if not os.path.isdir(pool_dir):
             return  # the directory belongs to hv_kvp_daemon; never create it
         # Nor the file: created here while the init script's `rm -rf` of the
@@ -297,19 +297,19 @@ class Agent:
         """None (block) unless a retry is scheduled or database polling is
         configured: no timer while idle."""
         times = [r.next_at - time.monotonic() for r in self.memory.retries.values()]
-        if self.settings.database.poll_seconds > 0:
-            times.append(self.settings.database.poll_seconds)
+        if self.conf.database.poll_seconds > 0:
+            times.append(self.conf.database.poll_seconds)
         return max(0.0, min(times)) if times else None
 
     def _reload(self) -> None:
         try:
-            new = self._reload_settings()
+            new = self._reload_conf()
         except ConfigError as exc:
             log.error("reload: %s; keeping the previous configuration", exc)
             return
-        if new.kvp.pool_dir != self.settings.kvp.pool_dir:
-            log.warning("reload: kvp.pool_dir changes only at restart; keeping %s", self.settings.kvp.pool_dir)
-        self.settings = new
+        if new.kvp.pool_dir != self.conf.kvp.pool_dir:
+            log.warning("reload: kvp.pool_dir changes only at restart; keeping %s", self.conf.kvp.pool_dir)
+        self.conf = new
         self._retry_watch = True
         logging.getLogger().setLevel(new.log_level.upper())
         log.info("reload: configuration re-read")
@@ -320,7 +320,7 @@ class Agent:
         self._wake_fd = wfd
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         previous = {s: signal.signal(s, self._on_signal) for s in handled}
-        watcher = PoolWatcher(under(self.root, self.settings.kvp.pool_dir))
+        watcher = PoolWatcher(under(self.root, self.conf.kvp.pool_dir))
         links = open_link_events()
         # The mount table signals every change with POLLPRI (select's
         # exceptional condition): a share or /Database unmounted behind the
@@ -346,7 +346,7 @@ class Agent:
                             pass
                     except BlockingIOError:
                         pass
-                if watcher.fileno() in readable and watcher.wait(self.settings.watch.settle_ms):
+                if watcher.fileno() in readable and watcher.wait(self.conf.watch.settle_ms):
                     due = True
                 if links is not None and links.fileno() in readable:
                     drain(links)

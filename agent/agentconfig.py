@@ -26,17 +26,17 @@ class ConfigError(Exception):
 
 
 @dataclass(frozen=True)
-class HostSettings:
+class HostConfig:
     address: str = "10.0.75.1"
 
 
 @dataclass(frozen=True)
-class KvpSettings:
+class KvpConfig:
     pool_dir: str = "/var/lib/hyperv"
 
 
 @dataclass(frozen=True)
-class DatabaseSettings:
+class DatabaseConfig:
     label: str = "com.docker.database"
     cmdline: str = "/proc/cmdline"
     mount_point: str = "/Database"
@@ -46,7 +46,7 @@ class DatabaseSettings:
 
 
 @dataclass(frozen=True)
-class DockerSettings:
+class DockerConfig:
     daemon_json: str = "/etc/docker/daemon.json"
     socket: str = "/var/run/docker.sock"
     pidfile: str = "/var/run/docker.pid"
@@ -58,24 +58,24 @@ class DockerSettings:
 
 
 @dataclass(frozen=True)
-class NetworkSettings:
+class NetworkConfig:
     interface: str = "eth0"
 
 
 @dataclass(frozen=True)
-class StatusSettings:
+class StatusConfig:
     file: str = "/run/moby-agent/status.json"
     guest_pool: bool = True
 
 
 @dataclass(frozen=True)
-class RetrySettings:
+class RetryConfig:
     min_seconds: float = 1.0
     max_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
-class WatchSettings:
+class WatchConfig:
     settle_ms: int = 1
     shares: Tuple[str, ...] = ()
     skip: Tuple[str, ...] = (".git", "node_modules")
@@ -85,7 +85,7 @@ class WatchSettings:
 
 
 @dataclass(frozen=True)
-class SharesSettings:
+class SharesConfig:
     mount_pattern: str = r"^/[A-Za-z]$"
     max_id: int = 65535
     state_file: str = "/run/moby-agent/shares.json"
@@ -93,17 +93,17 @@ class SharesSettings:
 
 
 @dataclass(frozen=True)
-class Settings:
+class AgentConfig:
     log_level: str = "info"
-    host: HostSettings = field(default_factory=HostSettings)
-    kvp: KvpSettings = field(default_factory=KvpSettings)
-    database: DatabaseSettings = field(default_factory=DatabaseSettings)
-    docker: DockerSettings = field(default_factory=DockerSettings)
-    status: StatusSettings = field(default_factory=StatusSettings)
-    retry: RetrySettings = field(default_factory=RetrySettings)
-    watch: WatchSettings = field(default_factory=WatchSettings)
-    shares: SharesSettings = field(default_factory=SharesSettings)
-    network: NetworkSettings = field(default_factory=NetworkSettings)
+    host: HostConfig = field(default_factory=HostConfig)
+    kvp: KvpConfig = field(default_factory=KvpConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    docker: DockerConfig = field(default_factory=DockerConfig)
+    status: StatusConfig = field(default_factory=StatusConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
+    watch: WatchConfig = field(default_factory=WatchConfig)
+    shares: SharesConfig = field(default_factory=SharesConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
 
 
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
@@ -145,71 +145,71 @@ def _field_types(cls: Any) -> Dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(cls)}
 
 
-def _check(settings: Settings, where: str) -> None:
-    if settings.log_level not in LOG_LEVELS:
+def _check(conf: AgentConfig, where: str) -> None:
+    if conf.log_level not in LOG_LEVELS:
         raise ConfigError(
-            f"{where}: log_level: expected one of {', '.join(LOG_LEVELS)}, got {settings.log_level!r}"
+            f"{where}: log_level: expected one of {', '.join(LOG_LEVELS)}, got {conf.log_level!r}"
         )
-    retry = settings.retry
+    retry = conf.retry
     if not 0 < retry.min_seconds <= retry.max_seconds:
         raise ConfigError(
             f"{where}: retry: expected 0 < min_seconds <= max_seconds, "
             f"got {retry.min_seconds} and {retry.max_seconds}"
         )
-    if not 0 <= settings.watch.settle_ms <= 1000:
-        raise ConfigError(f"{where}: watch.settle_ms: expected 0 to 1000, got {settings.watch.settle_ms}")
+    if not 0 <= conf.watch.settle_ms <= 1000:
+        raise ConfigError(f"{where}: watch.settle_ms: expected 0 to 1000, got {conf.watch.settle_ms}")
     try:
-        re.compile(settings.shares.mount_pattern)
+        re.compile(conf.shares.mount_pattern)
     except re.error as exc:
         raise ConfigError(f"{where}: shares.mount_pattern: expected a regular expression: {exc}") from None
-    if not 0 <= settings.shares.max_id <= 2**32 - 2:
-        raise ConfigError(f"{where}: shares.max_id: expected 0 to 4294967294, got {settings.shares.max_id}")
-    if not settings.docker.restart_command:
+    if not 0 <= conf.shares.max_id <= 2**32 - 2:
+        raise ConfigError(f"{where}: shares.max_id: expected 0 to 4294967294, got {conf.shares.max_id}")
+    if not conf.docker.restart_command:
         raise ConfigError(f"{where}: docker.restart_command: expected a command (a non-empty list)")
-    if not 1 <= settings.watch.max_dirs <= 100_000:
-        raise ConfigError(f"{where}: watch.max_dirs: expected 1 to 100000, got {settings.watch.max_dirs}")
-    if settings.watch.rescan_seconds < 0:
-        got = settings.watch.rescan_seconds
+    if not 1 <= conf.watch.max_dirs <= 100_000:
+        raise ConfigError(f"{where}: watch.max_dirs: expected 1 to 100000, got {conf.watch.max_dirs}")
+    if conf.watch.rescan_seconds < 0:
+        got = conf.watch.rescan_seconds
         raise ConfigError(f"{where}: watch.rescan_seconds: expected 0 (off) or more, got {got}")
-    if settings.database.poll_seconds < 0:
-        got = settings.database.poll_seconds
+    if conf.database.poll_seconds < 0:
+        got = conf.database.poll_seconds
         raise ConfigError(f"{where}: database.poll_seconds: expected 0 (off) or more, got {got}")
-    if not 0 < settings.shares.mount_timeout <= 600:
-        got = settings.shares.mount_timeout
+    if not 0 < conf.shares.mount_timeout <= 600:
+        got = conf.shares.mount_timeout
         raise ConfigError(f"{where}: shares.mount_timeout: expected 0 < seconds <= 600, got {got}")
-    for name, value in _paths(settings):
+    for name, value in _paths(conf):
         if not value.startswith("/"):
             raise ConfigError(f"{where}: {name}: expected an absolute path, got {value!r}")
 
 
-def _paths(settings: Settings) -> List[Tuple[str, str]]:
+def _paths(conf: AgentConfig) -> List[Tuple[str, str]]:
     return [
-        ("kvp.pool_dir", settings.kvp.pool_dir),
-        ("database.cmdline", settings.database.cmdline),
-        ("database.mount_point", settings.database.mount_point),
-        ("docker.daemon_json", settings.docker.daemon_json),
-        ("docker.socket", settings.docker.socket),
-        ("docker.pidfile", settings.docker.pidfile),
-        ("docker.dropin_dir", settings.docker.dropin_dir),
-        ("docker.confd", settings.docker.confd),
-        ("status.file", settings.status.file),
-        ("shares.state_file", settings.shares.state_file),
-        ("watch.state_file", settings.watch.state_file),
+        ("kvp.pool_dir", conf.kvp.pool_dir),
+        ("database.cmdline", conf.database.cmdline),
+        ("database.mount_point", conf.database.mount_point),
+        ("docker.daemon_json", conf.docker.daemon_json),
+        ("docker.socket", conf.docker.socket),
+        ("docker.pidfile", conf.docker.pidfile),
+        ("docker.dropin_dir", conf.docker.dropin_dir),
+        ("docker.confd", conf.docker.confd),
+        ("status.file", conf.status.file),
+        ("shares.state_file", conf.shares.state_file),
+        ("watch.state_file", conf.watch.state_file),
     ]
 
 
-def parse(text: str, where: str = "<string>") -> Settings:
+def parse(text: str, where: str = "<string>") -> AgentConfig:
     """Parse agent.toml text; `where` names the file in errors."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    settings: Settings = _build(Settings, data, where, "")
-    _check(settings, where)
-    return settings
+    conf: AgentConfig = _build(AgentConfig, data, where, "")
+    _check(conf, where)
+    return conf
 
 
-def load(path: str, required: bool = False) -> Settings:
+def load(path: str, required: bool = False) -> AgentConfig:
     """Read the config file at `path` (already resolved under --root).
 
     A missing file gives the defaults unless `required` (an explicit --config).
@@ -220,7 +220,7 @@ def load(path: str, required: bool = False) -> Settings:
     except FileNotFoundError:
         if required:
             raise ConfigError(f"{path}: no such file") from None
-        return Settings()
+        return AgentConfig()
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     try:

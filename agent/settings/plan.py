@@ -11,8 +11,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from agent import dockerconfig
-from agent.action import Action
+from agent.outcome import Action
+from agent.settings import daemonjson
 
 COPIED = {"etc/resolv.conf": "/etc/resolv.conf", "etc/hosts": "/etc/hosts", "etc/sysctl.conf": "/etc/sysctl.conf"}
 
@@ -135,10 +135,10 @@ def static_network(db: Mapping[str, str]) -> Optional[Tuple[str, int, Optional[s
     return str(iface.ip), iface.network.prefixlen, gw
 
 
-def daemon_json_layers(inputs: HostInputs) -> dockerconfig.Layers:
+def daemon_json_layers(inputs: HostInputs) -> daemonjson.Layers:
     """The layers daemon.json is rendered from: drop-ins, then the database."""
     db = inputs.database or {}
-    return dockerconfig.Layers(
+    return daemonjson.Layers(
         dropins=inputs.dropins,
         database=db.get("etc/docker/daemon.json"),
         insecure_registry=db.get("insecure-registry"),
@@ -169,22 +169,22 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
 
     # daemon.json
     layers = daemon_json_layers(inputs)
-    if layers == dockerconfig.Layers():
+    if layers == daemonjson.Layers():
         notes["docker_config"] = f"nothing to render; {daemon_json} left as it is"
     else:
         try:
-            doc = dockerconfig.render(layers, inputs.docker_opts, inputs.dockerd_version)
-        except dockerconfig.ConfigProblem as exc:
+            doc = daemonjson.render(layers, inputs.docker_opts, inputs.dockerd_version)
+        except daemonjson.ConfigProblem as exc:
             problems.append(f"daemon.json not changed: {exc}")
             notes["docker_config"] = "previous daemon.json kept"
         else:
-            content = dockerconfig.encode(doc)
+            content = daemonjson.encode(doc)
             if content != inputs.daemon_json:
                 actions.append(WriteFile(daemon_json, content, "daemon.json layers"))
-                changed = dockerconfig.changed_keys(inputs.daemon_json, doc)
-                how = dockerconfig.how_to_apply(changed, inputs.dockerd_running)
+                changed = daemonjson.changed_keys(inputs.daemon_json, doc)
+                how = daemonjson.how_to_apply(changed, inputs.dockerd_running)
                 if how != "none":
-                    actions.append(ApplyDocker(how, tuple(sorted(changed)), dockerconfig.expected_info(doc)))
+                    actions.append(ApplyDocker(how, tuple(sorted(changed)), daemonjson.expected_info(doc)))
                     notes["docker_config"] = f"writing daemon.json, then {how}"
                 else:
                     notes["docker_config"] = "writing daemon.json; dockerd not running: applies at its next start"

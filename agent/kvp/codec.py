@@ -17,7 +17,8 @@ KEY_SIZE = 512
 VALUE_SIZE = 2048
 RECORD_SIZE = KEY_SIZE + VALUE_SIZE
 POOL_COUNT = 5
-GUEST_POOL = 1
+HOST_POOL = 0  # EXTERNAL: what the host pushed (cifsmount lands here)
+GUEST_POOL = 1  # GUEST: what the guest reports to the host
 
 Item = Tuple[str, str]
 

@@ -1,0 +1,1 @@
+"""Static network settings from the database: plan and netlink executors."""
