@@ -1,16 +1,112 @@
 """The OS boundary: paths under --root, atomic file writes, processes."""
 
+import errno
 import os
+import stat
 import subprocess
 import time
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple
+
+
+class UnsafePath(OSError):
+    """A path that would leave --root, or a file that is not what it must be
+    (a symlink, a FIFO, a device, a directory, too large): an error for that
+    one file, never a hang or a read through it."""
+
+
+_MAX_LINKS = 40  # as the kernel's ELOOP limit
+
+
+def _is_root(root: str) -> bool:
+    return root in ("", "/")
+
+
+def _parts(path: str) -> List[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
+
+
+def resolve_under(root: str, path: str, follow_last: bool = True) -> str:
+    """`path` (absolute, as the guest sees it) resolved under `root` the way
+    a chroot would: symlinks are followed inside the root (an absolute
+    target is taken from the root), a `..` in `path` is refused, and a link
+    whose target climbs above the root raises UnsafePath. The part that
+    does not exist yet is appended as it is. follow_last=False leaves the
+    last component unresolved (so that O_NOFOLLOW still sees it)."""
+    if _is_root(root):
+        return path
+    if ".." in path.split("/"):
+        raise UnsafePath(errno.EXDEV, f"'..' in a path under --root: {printable(path)}")
+    top = os.path.realpath(root)
+    done: List[str] = []  # resolved components below top
+    todo = _parts(path)
+    links = 0
+    while todo:
+        name = todo.pop(0)
+        if name == "..":  # only from a link's target
+            if not done:
+                raise UnsafePath(errno.EXDEV, f"{printable(path)}: a symlink leads out of {top}")
+            done.pop()
+            continue
+        current = os.path.join(top, *done, name)
+        if not todo and not follow_last:
+            done.append(name)
+            break
+        try:
+            st = os.lstat(current)
+        except (FileNotFoundError, NotADirectoryError):
+            done.append(name)
+            done.extend(p for p in todo if p != "..")
+            if ".." in todo:
+                raise UnsafePath(errno.EXDEV, f"{printable(path)}: a symlink leads out of {top}") from None
+            break
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > _MAX_LINKS:
+                raise UnsafePath(errno.ELOOP, f"{printable(path)}: too many levels of symbolic links")
+            target = os.readlink(current)
+            if target.startswith("/"):
+                done = []
+            todo = _parts(target) + todo
+            continue
+        done.append(name)
+    return os.path.join(top, *done) if done else top
 
 
 def under(root: str, path: str) -> str:
-    """`path` (absolute, as the guest sees it) resolved under `root`."""
-    if root in ("", "/"):
+    """`path` (absolute, as the guest sees it) resolved under `root`: its
+    directories resolved inside the root (resolve_under), its last component
+    kept as named so that opening it without following symlinks still
+    refuses a link. Raises UnsafePath for '..' or a way out of the root."""
+    if _is_root(root):
         return path
-    return os.path.join(root, path.lstrip("/"))
+    return resolve_under(root, path, follow_last=False)
+
+
+def printable(text: object) -> str:
+    """Text from outside (pool keys and values, database values, paths) as
+    it may be printed or logged: one line, no terminal control. Control
+    characters, escape sequences, line and paragraph separators, bidi
+    controls and undecodable bytes (surrogates) become \\n, \\x1b, \\u202e..."""
+    s = text if isinstance(text, str) else str(text)
+    if s.isprintable():
+        return s
+    out = []
+    for c in s:
+        if c.isprintable():
+            out.append(c)
+        elif c == "\n":
+            out.append("\\n")
+        elif c == "\r":
+            out.append("\\r")
+        elif c == "\t":
+            out.append("\\t")
+        elif ord(c) < 0x100:
+            out.append(f"\\x{ord(c):02x}")
+        elif ord(c) < 0x10000:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(f"\\U{ord(c):08x}")
+    return "".join(out)
 
 
 def create_exclusive(directory: str, prefix: str, mode: int = 0o600) -> Tuple[int, str]:
@@ -63,23 +159,187 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         os.close(dfd)
 
 
-def read_text(path: str) -> Optional[str]:
-    """The file's text, or None when it does not exist."""
+READ_LIMIT = 16 << 20  # no file the agent reads is anywhere near this
+
+
+def read_bytes_safely(path: str, limit: int = READ_LIMIT) -> bytes:
+    """The bytes of a regular file, opened without following a symlink
+    (O_NOFOLLOW) and without blocking (O_NONBLOCK: a FIFO never hangs).
+    FileNotFoundError when it does not exist; UnsafePath when it is a
+    symlink, anything but a regular file, or larger than `limit` bytes;
+    another OSError (EACCES...) as it is."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UnsafePath(errno.ELOOP, f"{printable(path)} is a symlink (not followed)") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnsafePath(errno.EINVAL, f"{printable(path)} is {file_kind(st.st_mode)}, not a regular file")
+        if st.st_size > limit:
+            raise UnsafePath(errno.EFBIG, f"{printable(path)} is larger than {limit} bytes")
+        chunks: List[bytes] = []
+        size = 0
+        while True:  # /proc files say size 0: read to the end, bounded
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise UnsafePath(errno.EFBIG, f"{printable(path)} is larger than {limit} bytes")
+    finally:
+        os.close(fd)
+
+
+def file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a directory"), (stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISREG, "a regular file")):
+        if test(mode):
+            return name
+    return "of an unknown type"
+
+
+def read_text(path: str, limit: int = READ_LIMIT) -> Optional[str]:
+    """The file's text (invalid UTF-8 replaced), or None when it does not
+    exist. Opened as read_bytes_safely does: a symlink, a FIFO, a device or
+    a directory raise UnsafePath (an OSError) instead of hanging or being
+    read through."""
+    try:
+        data = read_bytes_safely(path, limit)
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    return data.decode("utf-8", "replace")
 
 
 def pid_alive(pid: int) -> bool:
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        return False  # 0 and -1 would be "my group" and "everyone"
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    except OverflowError:
+        return False
     return True
+
+
+PID_MAX = 4194304  # the kernel's PID_MAX_LIMIT (64-bit)
+DOCKERD_NAMES = ("dockerd",)
+AGENT_NAMES = ("moby-agent", "agent")  # /usr/bin/moby-agent, python3 -m agent
+
+
+def valid_pid(value: object) -> Optional[int]:
+    """A pid as read from outside (a pid file, status.json): an int from 2 to
+    PID_MAX, else None. Never 0, 1 or negative (kill(-1) is everyone)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if 1 < value <= PID_MAX else None
+
+
+def read_pid(path: str) -> Optional[int]:
+    """The pid in a pid file, or None: missing, not a regular file (symlink,
+    FIFO: never followed, never blocks), not one decimal number, or not a
+    pid that may be signalled (> 1)."""
+    try:
+        data = read_bytes_safely(path, 64)
+    except OSError:
+        return None
+    text = data.decode("ascii", "replace").strip()
+    if not text.isdigit() or len(text) > 7:
+        return None
+    return valid_pid(int(text))
+
+
+def _proc_read(path: str) -> Optional[bytes]:
+    try:
+        return read_bytes_safely(path, 1 << 16)
+    except OSError:
+        return None
+
+
+def pid_is(pid: object, names: Iterable[str], proc: str = "/proc") -> bool:
+    """Whether `pid` (> 1, not this process's own group tricks) is, by
+    /proc/<pid>/comm or its command line, one of `names`: the program's name
+    (comm, cut at 15 characters by the kernel), its argv[0]'s base name, or,
+    for an interpreter (python3 /usr/bin/moby-agent, python3 -m agent), the
+    script's base name or the module run with -m."""
+    checked = valid_pid(pid)
+    if checked is None:
+        return False
+    wanted = [n for n in names if n]
+    base = os.path.join(proc, str(checked))
+    comm = _proc_read(os.path.join(base, "comm"))
+    raw = _proc_read(os.path.join(base, "cmdline"))
+    if comm is None or raw is None:
+        return False
+    name = comm.decode("utf-8", "replace").rstrip("\n")
+    argv = [a.decode("utf-8", "replace") for a in raw.split(b"\0")]
+    if argv and argv[-1] == "":
+        argv.pop()
+    program = os.path.basename(argv[0]) if argv else ""
+    for want in wanted:
+        if name == want[:15] or program == want:
+            return True
+    if program.startswith("python") or name.startswith("python"):
+        rest = argv[1:]
+        while rest and rest[0].startswith("-") and rest[0] != "-m":
+            rest = rest[1:]  # interpreter options (-u, -B, -X...)
+        if len(rest) >= 2 and rest[0] == "-m" and rest[1] in wanted:
+            return True
+        if rest and rest[0] != "-m" and os.path.basename(rest[0]) in wanted:
+            return True
+    return False
+
+
+def process_args(pid: int, proc: str = "/proc") -> List[str]:
+    """A process's argv (empty if unreadable)."""
+    checked = valid_pid(pid)
+    raw = _proc_read(os.path.join(proc, str(checked), "cmdline")) if checked else None
+    if not raw:
+        return []
+    return [a.decode("utf-8", "surrogateescape") for a in raw.rstrip(b"\0").split(b"\0")]
+
+
+def signal_confirmed(pid: object, names: Iterable[str], sig: int, proc: str = "/proc") -> bool:
+    """Send `sig` to `pid` only if pid_is(pid, names); True if it was sent.
+    Never a pid <= 1, never a number as it was read from a file."""
+    checked = valid_pid(pid)
+    if checked is None or not pid_is(checked, names, proc):
+        return False
+    try:
+        os.kill(checked, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def remove_stale_credentials(directory: str, prefix: str = ".credentials-") -> List[str]:
+    """Remove the credentials files a killed mount left (`prefix`* in the
+    shares state directory; only the agent makes them, and only for the
+    duration of one mount.cifs). Returns the names removed. Symlinks and
+    other non-files with that prefix are removed too (unlink never follows)."""
+    removed: List[str] = []
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not name.startswith(prefix):
+            continue
+        try:
+            os.unlink(os.path.join(directory, name))
+        except IsADirectoryError:
+            continue
+        except OSError:
+            continue
+        removed.append(name)
+    return removed
 
 
 def processes_named(root: str, name: str) -> List[int]:
@@ -93,7 +353,10 @@ def processes_named(root: str, name: str) -> List[int]:
     for entry in entries:
         if not entry.isdigit():
             continue
-        comm = read_text(os.path.join(proc, entry, "comm"))
+        try:
+            comm = read_text(os.path.join(proc, entry, "comm"), 4096)
+        except OSError:
+            continue
         if comm is not None and comm.strip() == name[:15]:
             found.append(int(entry))
     return found

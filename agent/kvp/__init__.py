@@ -14,6 +14,7 @@ from agent.kvp.codec import (
     VALUE_SIZE,
     Item,
     KvpError,
+    KvpLockWait,
     Pool,
     check_item,
     decode,
@@ -25,6 +26,7 @@ from agent.kvp.codec import (
 )
 
 __all__ = [
-    "GUEST_POOL", "HOST_POOL", "KEY_SIZE", "POOL_COUNT", "RECORD_SIZE", "VALUE_SIZE", "Item", "KvpError", "Pool",
+    "GUEST_POOL", "HOST_POOL", "KEY_SIZE", "POOL_COUNT", "RECORD_SIZE", "VALUE_SIZE", "Item", "KvpError",
+    "KvpLockWait", "Pool",
     "check_item", "decode", "encode", "pool_path", "read_pool", "update_pool", "write_guest_items",
 ]

@@ -4,14 +4,20 @@ A pool file is an array of records: 512 bytes of key, then 2048 bytes of
 value, each NUL-terminated UTF-8; bytes after the first NUL are garbage left
 by earlier values. The daemon holds a whole-file fcntl record lock for every
 operation and rewrites the file in place (truncate, write), so readers take a
-shared lock of the same kind and writers an exclusive one.
+shared lock of the same kind and writers an exclusive one. The agent rewrites
+pool 1 in place too, but overwrite first and truncate last, so that a kill at
+any point never leaves it empty.
 """
 
 import errno
 import fcntl
 import os
+import stat
+import time
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from agent.system import printable
 
 KEY_SIZE = 512
 VALUE_SIZE = 2048
@@ -25,6 +31,10 @@ Item = Tuple[str, str]
 
 class KvpError(Exception):
     """An item that cannot be written, or a pool file that cannot be used."""
+
+
+class KvpLockWait(KvpError):
+    """Gave up waiting for the pool lock: should_stop() (SIGTERM) or timeout."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +103,7 @@ def decode(data: bytes) -> Pool:
             warnings.append(f"record {index}: empty key, record ignored")
             continue
         if key in items:
-            warnings.append(f"record {index}: key {key!r} repeated, the last record wins")
+            warnings.append(f"record {index}: key {printable(key)!r} repeated, the last record wins")
         items[key] = value
     return Pool(tuple(items.items()), tuple(warnings))
 
@@ -106,13 +116,13 @@ def check_item(key: str, value: str) -> Tuple[bytes, bytes]:
         k = key.encode("utf-8", "strict")
         v = value.encode("utf-8", "strict")
     except UnicodeEncodeError:
-        raise KvpError(f"key {key!r}: not encodable as UTF-8") from None
+        raise KvpError(f"key {printable(key)!r}: not encodable as UTF-8") from None
     if b"\0" in k or b"\0" in v:
-        raise KvpError(f"key {key!r}: NUL characters cannot be stored")
+        raise KvpError(f"key {printable(key)!r}: NUL characters cannot be stored")
     if len(k) > KEY_SIZE - 1:
-        raise KvpError(f"key {key[:40]!r}...: {len(k)} UTF-8 bytes, at most {KEY_SIZE - 1} fit")
+        raise KvpError(f"key {printable(key[:40])!r}...: {len(k)} UTF-8 bytes, at most {KEY_SIZE - 1} fit")
     if len(v) > VALUE_SIZE - 1:
-        raise KvpError(f"key {key!r}: value of {len(v)} UTF-8 bytes, at most {VALUE_SIZE - 1} fit")
+        raise KvpError(f"key {printable(key)!r}: value of {len(v)} UTF-8 bytes, at most {VALUE_SIZE - 1} fit")
     return k, v
 
 
@@ -135,39 +145,126 @@ def _read_all(fd: int) -> bytes:
         chunks.append(chunk)
 
 
-def read_pool(path: str) -> Pool:
-    """Read a pool file under a shared fcntl lock. A missing file is empty."""
+_LOCK_POLL = 0.05  # seconds between tries while another process holds the lock
+
+
+def _lock(fd: int, exclusive: bool, path: str, should_stop: Optional[Callable[[], bool]],
+          timeout: Optional[float]) -> None:
+    """The daemon's kind of lock (fcntl record lock on the whole file).
+    Without should_stop or timeout: wait as long as it takes (a signal whose
+    handler raises still ends the wait). With them: try without blocking
+    every 50 ms, and raise KvpLockWait when should_stop() turns true (SIGTERM)
+    or the timeout passes, so that a process holding the lock forever
+    cannot hold the agent."""
+    kind = fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH
+    if should_stop is None and timeout is None:
+        fcntl.lockf(fd, kind)
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.lockf(fd, kind | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+                raise
+        if should_stop is not None and should_stop():
+            raise KvpLockWait(f"{printable(path)}: stopped while another process holds the pool lock")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise KvpLockWait(f"{printable(path)}: another process held the pool lock for over {timeout:g} s")
+        time.sleep(_LOCK_POLL)
+
+
+def _open_pool(path: str, flags: int, mode: int = 0o644) -> int:
+    """Open a pool file without following a symlink and without blocking
+    (a FIFO never hangs); it must be a regular file. Any failure is a
+    KvpError naming the file, never a traceback; a missing file raises
+    FileNotFoundError (callers treat it as empty)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, mode)
     except FileNotFoundError:
+        raise
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            why = "it is a symlink (never followed)"
+        elif exc.errno == errno.ENOTDIR:
+            why = "the pool directory is not a directory"
+        elif exc.errno == errno.EISDIR:
+            why = "it is a directory"
+        else:
+            why = exc.strerror or str(exc)
+        raise KvpError(f"{printable(path)}: cannot open: {why}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise KvpError(f"{printable(path)}: not a regular file (mode {stat.filemode(st.st_mode)}); not used")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_pool(path: str, should_stop: Optional[Callable[[], bool]] = None, timeout: Optional[float] = None) -> Pool:
+    """Read a pool file under a shared fcntl lock. A missing file is empty;
+    a file that cannot be used (a symlink, FIFO, directory, EACCES, the pool
+    directory being a file) is a KvpError. should_stop/timeout: see _lock."""
+    try:
+        fd = _open_pool(path, os.O_RDONLY)
+    except (FileNotFoundError, NotADirectoryError):
         return Pool(())
     try:
-        fcntl.lockf(fd, fcntl.LOCK_SH)
+        _lock(fd, False, path, should_stop, timeout)
         return decode(_read_all(fd))
+    except OSError as exc:
+        raise KvpError(f"{printable(path)}: cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)  # closing releases the lock
 
 
-def update_pool(path: str, changes: Mapping[str, Optional[str]], create: bool = True) -> bool:
+def _rewrite(fd: int, data: bytes, old_size: int) -> None:
+    """Replace the file's content with `data` in place, so that no crash
+    point leaves it empty: the new records are written over the old ones
+    from offset 0, one record at a time, and only then is the file cut to
+    the new length. A kill in between leaves each record old or new (at
+    worst new records followed by old ones, read "last record wins"),
+    never an empty file. The daemon holds its lock on this very file, so it
+    cannot be replaced by a rename."""
+    view = memoryview(data)
+    offset = 0
+    while offset < len(data):
+        end = min(len(data), offset + RECORD_SIZE)
+        offset += os.pwrite(fd, view[offset:end], offset)
+    if old_size != len(data):
+        os.ftruncate(fd, len(data))
+    os.fsync(fd)
+
+
+def update_pool(path: str, changes: Mapping[str, Optional[str]], create: bool = True,
+                should_stop: Optional[Callable[[], bool]] = None, timeout: Optional[float] = None) -> bool:
     """Set (value) or delete (None) items of a pool file, read-modify-write
     under an exclusive lock, rewriting the whole file in place as the daemon
-    does. Every item is checked before anything is written. Returns whether
-    the file changed. create=False: a missing file is left missing.
+    does (but never through an empty file: _rewrite). Every item is checked
+    before anything is written. Returns whether the file changed.
+    create=False: a missing file is left missing. should_stop/timeout: see
+    _lock. A symlink, FIFO or directory as the pool file is a KvpError and
+    nothing is written through it.
     """
     for key, value in changes.items():
         if value is not None:
             check_item(key, value)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | (os.O_CREAT if create else 0), 0o644)
-    except FileNotFoundError:
-        if not create:
+        fd = _open_pool(path, os.O_RDWR | (os.O_CREAT if create else 0))
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        if not create and isinstance(exc, FileNotFoundError):
             return False  # left to hv_kvp_daemon, which creates every pool file
-        raise KvpError(f"{path}: cannot open for writing: {os.strerror(errno.ENOENT)}") from None
-    except OSError as exc:
-        raise KvpError(f"{path}: cannot open for writing: {exc.strerror}") from None
+        raise KvpError(f"{printable(path)}: cannot open for writing: {exc.strerror}") from None
+    except KvpError as exc:
+        raise KvpError(str(exc).replace("cannot open", "cannot open for writing", 1)) from None
     try:
-        fcntl.lockf(fd, fcntl.LOCK_EX)
-        current = decode(_read_all(fd))
+        _lock(fd, True, path, should_stop, timeout)
+        raw = _read_all(fd)
+        current = decode(raw)
         items = dict(current.items)
         for key, value in changes.items():
             if value is None:
@@ -175,19 +272,16 @@ def update_pool(path: str, changes: Mapping[str, Optional[str]], create: bool = 
             else:
                 items[key] = value
         data = encode(items.items())
+        if data == raw:
+            return False
         if data == encode(current.items) and not current.warnings:
             return False
-        os.ftruncate(fd, 0)
-        view = memoryview(data)
-        offset = 0
-        while offset < len(data):
-            offset += os.pwrite(fd, view[offset:], offset)
-        os.fsync(fd)
+        _rewrite(fd, data, len(raw))
         return True
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
-            raise KvpError(f"{path}: no space left; the pool may be truncated") from None
-        raise KvpError(f"{path}: write failed: {exc.strerror}") from None
+            raise KvpError(f"{printable(path)}: no space left; the pool may hold old and new records") from None
+        raise KvpError(f"{printable(path)}: write failed: {exc.strerror}") from None
     finally:
         os.close(fd)
 

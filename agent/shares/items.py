@@ -11,8 +11,9 @@ Formats (facts section 3):
 """
 
 import re
+import sys
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Pattern, Tuple
+from typing import Any, Dict, List, Optional, Pattern, Tuple
 
 CIFSMOUNT = "cifsmount"
 CIFSUMOUNT = "cifsumount"
@@ -21,7 +22,8 @@ DEFAULT_PATTERN = r"^/[A-Za-z]$"
 
 # Never a mount point or alias, nor anything below them, whatever the pattern.
 FORBIDDEN = (
-    "/bin", "/boot", "/dev", "/etc", "/lib", "/lib64", "/proc", "/root", "/run", "/sbin", "/sys",
+    "/bin", "/boot", "/dev", "/etc", "/home", "/init", "/lib", "/lib32", "/lib64", "/libx32", "/lost+found",
+    "/media", "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys",
     "/tmp",  # noqa: S108 - a path refused, not used
     "/usr", "/var", "/Database",
 )
@@ -32,11 +34,38 @@ VERSIONS = frozenset({"2.0", "2.1", "3", "3.0", "3.02", "3.0.2", "3.1.1", "3.11"
 CACHE = frozenset({"strict", "loose", "none"})
 STRONG_SEC = frozenset({"ntlmssp", "ntlmsspi", "ntlmv2", "ntlmv2i", "krb5", "krb5i"})
 MAX_USERNAME, MAX_PASSWORD, MAX_DOMAIN, MAX_OPTIONS = 256, 512, 64, 32
+# Characters Windows never allows in a user name ("=" and ";" also catch
+# "username=me password=x" read as one option).
+_USERNAME_FORBIDDEN = ',;="[]:|+*?<>'
 _IOCHARSET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,19}$")
 _DOMAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _VALUED = frozenset({"vers", "iocharset", "domain", "uid", "gid", "file_mode", "dir_mode", "cache", "actimeo",
                      "sec", "username", "password"})
-_PASSWORD = re.compile(r"(?i)((?:^|[,;])(?:password|pass)=)(?:[^,]|,,)*")
+# Option names, as the parser reads them (stripped, any case), that carry
+# a password; and those that carry a user name (where "user%password" hides
+# one). Redaction and the parser share _tokens(), so they read an item alike.
+PASSWORD_NAMES = frozenset({"password", "pass", "password2", "pass2"})
+USER_NAMES = frozenset({"username", "user"})
+# A password option anywhere in a text, whatever precedes it (a space, ';').
+_MARKER = re.compile(r"(?i)(?:^|(?<=[\s,;]))(pass(?:word)?2?)\s*=")
+# mount.cifs and kernel option names: the only unknown names a problem text
+# may repeat (a word the host sent that is not one of these may be the tail
+# of a password whose comma was not doubled).
+KNOWN_NAMES = frozenset({
+    "credentials", "cred", "setuids", "nosetuids", "exec", "noexec", "suid", "nosuid", "dev", "nodev", "user",
+    "users", "nouser", "mand", "nomand", "perm", "forceuid", "forcegid", "noforceuid", "noforcegid", "guest",
+    "ip", "addr", "unc", "target", "path", "prefixpath", "port", "servern", "netbiosname", "sfu", "nosfu",
+    "multiuser", "cruid", "backupuid", "backupgid", "snapshot", "seal", "rdma", "resilienthandles",
+    "persistenthandles", "nosharesock", "max_credits", "rsize", "wsize", "bsize", "echo_interval", "handletimeout",
+    "fsc", "mapchars", "nomapchars", "mapposix", "nomapposix", "intr", "nointr", "strictsync", "nostrictsync",
+    "dynperm", "nodynperm", "acl", "noacl", "cifsacl", "nocifsacl", "idsfromsid", "modefromsid", "locallease",
+    "nolease", "noblocksend", "noautotune", "nohandlecache", "posixpaths", "noposixpaths",
+    "remount", "sync", "async", "atime", "noatime", "diratime", "nodiratime", "relatime", "norelatime",
+    "domainauto", "sep", "uncpath", "actimeo", "acregmax", "acdirmax", "closetimeo",
+    "password2", "pass2", "dom", "workgroup", "pwd",
+})
+_SAFE_TEXT = re.compile(r"^[A-Za-z0-9._/-]{0,64}$")
+_PATHLIKE = re.compile(r"^(/[A-Za-z0-9._-]{0,63}){0,8}$")
 
 
 class ShareError(Exception):
@@ -47,6 +76,85 @@ class ShareError(Exception):
 class Limits:
     pattern: str = DEFAULT_PATTERN
     max_id: int = 65535
+    # More refused mount points (and everything below): the configured
+    # database mount point, e.g. Limits(..., forbidden=(conf.database.mount_point,)).
+    forbidden: Tuple[str, ...] = ()
+
+
+MAX_PATTERN = 200  # characters of shares.mount_pattern
+MAX_REPEATS = 3  # quantifiers in it, none nested: matching a 64-character path stays cheap
+
+
+def _pattern_cost_problem(pattern: str) -> Optional[str]:
+    """Why a mount pattern could take planning hostage (catastrophic
+    backtracking), or None: too long, a quantifier inside a quantified group
+    or an alternation inside one, too many quantifiers, a backreference or a
+    lookaround."""
+    if len(pattern) > MAX_PATTERN:
+        return f"longer than {MAX_PATTERN} characters"
+    if sys.version_info >= (3, 11):
+        import re._parser as sre_parse  # type: ignore[import-not-found]
+        from re import _constants as sre_constants  # type: ignore[attr-defined]
+    else:  # pragma: no cover - 3.9/3.10
+        import sre_constants
+        import sre_parse
+    try:
+        parsed = sre_parse.parse(pattern)
+    except re.error as exc:
+        return f"not a regular expression: {exc}"
+    repeats = 0
+    repeat_ops = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT)
+    refused = {sre_constants.GROUPREF: "a backreference", sre_constants.ASSERT: "a lookaround",
+               sre_constants.ASSERT_NOT: "a lookaround", sre_constants.GROUPREF_EXISTS: "a conditional"}
+
+    def walk(items: Any, inside_repeat: bool) -> Optional[str]:
+        nonlocal repeats
+        for op, av in items:
+            if op in refused:
+                return f"has {refused[op]}"
+            if op in repeat_ops:
+                low, high, sub = av
+                if high != low:
+                    repeats += 1
+                    if inside_repeat:
+                        return "has a quantifier inside a quantified group"
+                    if repeats > MAX_REPEATS:
+                        return f"has more than {MAX_REPEATS} quantifiers"
+                problem = walk(sub, inside_repeat or high != low)
+            elif op == sre_constants.BRANCH:
+                if inside_repeat:
+                    return "has an alternation inside a quantified group"
+                problem = None
+                for branch in av[1]:
+                    problem = problem or walk(branch, inside_repeat)
+            elif op == sre_constants.SUBPATTERN:
+                problem = walk(av[-1], inside_repeat)
+            else:
+                problem = None
+            if problem:
+                return problem
+        return None
+
+    return walk(parsed, False)
+
+
+_COMPILED: Dict[str, Pattern[str]] = {}
+
+
+def compile_pattern(pattern: str) -> Pattern[str]:
+    """shares.mount_pattern compiled, or ShareError when its matching cost
+    is not bounded (see _pattern_cost_problem)."""
+    compiled = _COMPILED.get(pattern)
+    if compiled is None:
+        problem = _pattern_cost_problem(pattern)
+        if problem:
+            raise ShareError(f"shares.mount_pattern is refused: {problem}")
+        compiled = _COMPILED[pattern] = re.compile(pattern)
+    return compiled
+
+
+def _match(pattern: Pattern[str], path: str) -> bool:
+    return pattern.fullmatch(path) is not None
 
 
 @dataclass(frozen=True)
@@ -80,46 +188,33 @@ class ShareSpec:
         return shown + ["password=***"]
 
 
-def redact_item(key: str, value: str) -> str:
-    """The value with any password replaced by ***, for display."""
-    if key not in SECRET_KEYS:
-        return value
-    if "\n" in value:  # v2: mountpoint, alias, username, password, options
-        fields = value.split("\n")
-        if len(fields) >= 4:
-            fields[3] = "***"
-        fields[4:] = [_PASSWORD.sub(r"\1***", f) for f in fields[4:]]
-        return "\n".join(fields)
-    return _PASSWORD.sub(r"\1***", value)
+def _shown_name(name: str) -> str:
+    """An option name as a problem may repeat it: only a name from the
+    allow-list or the known mount option names, never a word that may be
+    part of a password."""
+    if name in FLAGS or name in _VALUED or name in KNOWN_NAMES or name in USER_NAMES or name in PASSWORD_NAMES:
+        return repr(name)
+    return "(not shown: a word that is no mount option, maybe part of a password; write a password's commas as ,,)"
 
 
-def _check_path(what: str, path: str, pattern: Pattern[str]) -> str:
-    if not path:
-        raise ShareError(f"{what} is empty")
-    if len(path) > 64:
-        raise ShareError(f"{what} is longer than 64 characters")
-    if any(c in path for c in "\0\n\r\t ,;=\\") or not path.isprintable():
-        raise ShareError(f"{what} {path!r} contains a forbidden character")
-    if path == "/":
-        raise ShareError(f"{what} '/' is a system directory")
-    if not path.startswith("/") or any(part in ("", ".", "..") for part in path.split("/")[1:]):
-        raise ShareError(f"{what} {path!r} is not a plain absolute path")
-    if any(path == f or path.startswith(f + "/") for f in FORBIDDEN):
-        raise ShareError(f"{what} {path!r} is a system directory")
-    if not pattern.fullmatch(path):
-        raise ShareError(f"{what} {path!r} is not allowed (allowed: {pattern.pattern})")
-    return path
+def _shown_path(what: str, path: str) -> str:
+    return f"{what} {path!r}" if _SAFE_TEXT.fullmatch(path) else what
 
 
-def _split_options(text: str) -> List[str]:
-    """Comma-separated, with mount.cifs's ",," for a literal comma (password)."""
+def _option_name(token: str) -> str:
+    return token.partition("=")[0].strip().lower()
+
+
+def _tokens(text: str) -> List[str]:
+    """Options split at commas, with mount.cifs's ",," for a literal comma
+    inside a password (the parser and the redaction both read this)."""
     parts: List[str] = []
     current = ""
     i = 0
     while i < len(text):
         c = text[i]
         if c == ",":
-            if text[i + 1 : i + 2] == "," and current.lower().startswith(("password=", "pass=")):
+            if text[i + 1 : i + 2] == "," and "=" in current and _option_name(current) in PASSWORD_NAMES:
                 current += ","
                 i += 2
                 continue
@@ -132,12 +227,139 @@ def _split_options(text: str) -> List[str]:
     return parts
 
 
+def _valid_plain_option(token: str) -> bool:
+    """A token the parser accepts as a non-credential option on its own."""
+    name = _option_name(token)
+    if name in PASSWORD_NAMES or name in USER_NAMES or name in ("domain", "dom", "workgroup"):
+        return False
+    try:
+        _options(token, Limits(), {})
+    except ShareError:
+        return False
+    return True
+
+
+def _redact_options(text: str) -> str:
+    """Options text with every password hidden, read as the parser reads it;
+    after a password, anything that is not a valid option on its own (the
+    tail of a password whose comma was not doubled) is hidden too."""
+    out: List[str] = []
+    after_password = False
+    for token in _tokens(text):
+        name, eq, value = token.partition("=")
+        norm = name.strip().lower()
+        marker = _MARKER.search(token)
+        if eq and norm in PASSWORD_NAMES:
+            out.append(name + "=***")
+            after_password = True
+        elif marker is not None:
+            out.append(token[: marker.start(1)] + marker.group(1) + "=***")
+            after_password = True
+        elif eq and norm in USER_NAMES and "%" in value:
+            out.append(name + "=" + value[: value.index("%")] + "%***")
+            after_password = True
+        elif after_password and token.strip() and not _valid_plain_option(token):
+            out.append("***")
+        else:
+            out.append(token)
+    return ",".join(out)
+
+
+def _redact_v1(line: str) -> str:
+    """'<mountpoint>;<alias>;<options>': the options are all that follows the
+    second ';' (a ';' in a password does not end them). With fewer fields,
+    a field that is not plainly a path or options is hidden."""
+    fields = line.split(";", 2)
+    if len(fields) < 3:
+        return ";".join(_redact_line(f) for f in fields)
+    shown = [f if _PATHLIKE.fullmatch(f.rstrip("\r")) else _redact_options(f) for f in fields[:2]]
+    return ";".join(shown + [_redact_options(fields[2])])
+
+
+def _redact_line(line: str) -> str:
+    """A line of a misshapen item: shown when it cannot hide a password
+    (empty, a plain path, or options all valid on their own), its password
+    options hidden when it has some, else hidden as a whole."""
+    text = line.rstrip("\r")
+    if _PATHLIKE.fullmatch(text):
+        return line
+    tokens = [t for t in _tokens(text) if t]
+    if tokens and all(_valid_plain_option(t) for t in tokens):
+        return line
+    if _MARKER.search(text) or any(_option_name(t) in USER_NAMES and "%" in t for t in tokens):
+        return _redact_options(line)
+    return "***"
+
+
+def redact(value: str) -> str:
+    """A cifsmount value with every password hidden, read as parse_mount
+    reads it: v1 or v2 (5 lines; CRLF too), any spacing or case of the
+    option names (`, password=`, `PASS=`), `user%password`, a ';' or an
+    undoubled ',' inside a v1 password. For a misshapen item (a v1 item
+    with a trailing newline, a v2 item with a line missing or added) every
+    line that could hold a password is hidden."""
+    lines = value.split("\n")
+    if len(lines) == 5:  # the parser's v2 reading
+        mountpoint, alias, username, _password, options = lines
+        if "%" in username:
+            username = username[: username.index("%")] + "%***"
+        head = [_redact_line(p) for p in (mountpoint, alias)]
+        return "\n".join(head + [_redact_options(username), "***", _redact_options(options)])
+    if len(lines) == 1:
+        return redact_url(_redact_v1(value))
+    return "\n".join(_redact_v1(line) if ";" in line else _redact_line(line) for line in lines)
+
+
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s?#]*)@")
+_BARE_USERINFO = re.compile(r"^([^\s/@:]+):([^\s/]*)@(?=[^\s/@]+$)")
+
+
+def redact_url(text: str) -> str:
+    """Credentials in URLs hidden: `http://user:pw@host:3128` becomes
+    `http://user:***@host:3128`, `https://token@host` `https://***@host`;
+    also a bare `user:pw@host:port` (how proxies are often written)."""
+
+    def userinfo(m: "re.Match[str]") -> str:
+        user, colon, _secret = m.group(2).partition(":")
+        return f"{m.group(1)}{user}:***@" if colon else f"{m.group(1)}***@"
+
+    text = _URL_USERINFO.sub(userinfo, text)
+    return _BARE_USERINFO.sub(lambda m: f"{m.group(1)}:***@", text)
+
+
+def redact_item(key: str, value: str) -> str:
+    """The value with any password replaced by ***, for display: cifsmount
+    items (any case of the key) as the parser reads them; credentials in
+    URLs in any item."""
+    if key.strip().lower() in SECRET_KEYS:
+        return redact(value)
+    return redact_url(value)
+
+
+def _check_path(what: str, path: str, pattern: Pattern[str], extra: Tuple[str, ...] = ()) -> str:
+    if not path:
+        raise ShareError(f"{what} is empty")
+    if len(path) > 64:
+        raise ShareError(f"{what} is longer than 64 characters")
+    if any(c in path for c in "\0\n\r\t ,;=\\%") or not path.isprintable():
+        raise ShareError(f"{what} contains a forbidden character")
+    if path == "/":
+        raise ShareError(f"{what} '/' is a system directory")
+    if not path.startswith("/") or any(part in ("", ".", "..") for part in path.split("/")[1:]):
+        raise ShareError(f"{_shown_path(what, path)} is not a plain absolute path")
+    if any(path == f or path.startswith(f.rstrip("/") + "/") for f in FORBIDDEN + tuple(extra)):
+        raise ShareError(f"{_shown_path(what, path)} is a system directory")
+    if not _match(pattern, path):
+        raise ShareError(f"{_shown_path(what, path)} is not allowed (allowed: {pattern.pattern})")
+    return path
+
+
 def _check_int(name: str, value: str, low: int, high: int, base: int = 10) -> str:
     try:
         number = int(value, base)
     except ValueError:
-        raise ShareError(f"option {name!r}: {value!r} is not a number") from None
-    if not low <= number <= high:
+        raise ShareError(f"option {name!r} is not a number") from None
+    if not low <= number <= high or not value.isascii() or not value.strip().isdigit():
         shown = oct(high)[2:] if base == 8 else high
         raise ShareError(f"option {name!r} must be between {low} and {shown}")
     return f"{name}={value}"
@@ -145,29 +367,34 @@ def _check_int(name: str, value: str, low: int, high: int, base: int = 10) -> st
 
 def _options(text: str, limits: Limits, creds: Dict[str, str]) -> Tuple[str, ...]:
     """Validate options; credentials (username, password, domain) are moved to
-    `creds`, everything else is returned in order."""
+    `creds`, everything else is returned in order. A problem names the
+    option, never its value, and never a word that may be part of a
+    password (_shown_name)."""
     out: List[str] = []
     seen = set()
-    parts = [p for p in _split_options(text) if p != ""] if text else []
+    parts = [p for p in _tokens(text) if p != ""] if text else []
     if len(parts) > MAX_OPTIONS:
         raise ShareError(f"more than {MAX_OPTIONS} options")
     for part in parts:
         name, eq, value = part.partition("=")
         name = name.strip().lower()
         if name in seen:
-            raise ShareError(f"option {name!r} is given twice")
+            raise ShareError(f"option {_shown_name(name)} is given twice")
         seen.add(name)
         if name in ("password", "pass"):
             if "\n" in value or "\r" in value or "\0" in value:
                 raise ShareError("password contains a line break or NUL")
-            if len(value.encode()) > MAX_PASSWORD:
+            if len(value.encode("utf-8", "surrogatepass")) > MAX_PASSWORD:
                 raise ShareError(f"password is longer than {MAX_PASSWORD} bytes")
             creds["password"] = value
             continue
         if any(c in value for c in "\0\n\r"):
-            raise ShareError(f"option {name!r} contains a line break or NUL")
+            raise ShareError(f"option {_shown_name(name)} contains a line break or NUL")
+        if _MARKER.search(part):  # "username=me password=x": a password inside another option
+            raise ShareError(f"option {_shown_name(name)} has a password inside it; separate options with ','")
         if name in ("username", "user"):
-            if not value or len(value) > MAX_USERNAME or not value.isprintable() or "," in value:
+            if (not value or len(value) > MAX_USERNAME or not value.isprintable()
+                    or any(c in value for c in _USERNAME_FORBIDDEN)):
                 raise ShareError("option 'username' is empty, too long or has forbidden characters")
             if "%" in value or "/" in value or "\\" in value:
                 raise ShareError("option 'username' must not carry a password or domain (%, /, \\)")
@@ -182,8 +409,8 @@ def _options(text: str, limits: Limits, creds: Dict[str, str]) -> Tuple[str, ...
             out.append(name)
         elif name == "vers":
             if value not in VERSIONS:
-                raise ShareError(f"option 'vers={value}' is not allowed (allowed: {', '.join(sorted(VERSIONS))})")
-            out.append(part.strip())
+                raise ShareError(f"option 'vers': this version is not allowed (allowed: {', '.join(sorted(VERSIONS))})")
+            out.append(f"vers={value}")
         elif name == "iocharset":
             if not _IOCHARSET.fullmatch(value):
                 raise ShareError("option 'iocharset' has forbidden characters")
@@ -194,23 +421,23 @@ def _options(text: str, limits: Limits, creds: Dict[str, str]) -> Tuple[str, ...
             out.append(_check_int(name, value, 0, 0o777, 8))
         elif name == "cache":
             if value not in CACHE:
-                raise ShareError(f"option 'cache={value}' is not allowed (allowed: strict, loose, none)")
+                raise ShareError("option 'cache': this value is not allowed (allowed: strict, loose, none)")
             out.append(f"cache={value}")
         elif name == "actimeo":
             out.append(_check_int(name, value, 0, 3600))
         elif name == "sec":
             if value not in STRONG_SEC:
-                raise ShareError(f"option 'sec={value}' is not allowed (allowed: {', '.join(sorted(STRONG_SEC))})")
+                raise ShareError(f"option 'sec': this value is not allowed (allowed: {', '.join(sorted(STRONG_SEC))})")
             out.append(f"sec={value}")
         else:
             allowed = ", ".join(sorted(FLAGS | _VALUED))
-            raise ShareError(f"option {name!r} is not allowed (allowed: {allowed})")
+            raise ShareError(f"option {_shown_name(name)} is not allowed (allowed: {allowed})")
     return tuple(out)
 
 
 def parse_mount(value: str, limits: Limits = Limits()) -> ShareSpec:
     """A cifsmount item's value -> ShareSpec, or ShareError."""
-    pattern = re.compile(limits.pattern)
+    pattern = compile_pattern(limits.pattern)
     if "\0" in value:
         raise ShareError("the item contains a NUL character")
     creds: Dict[str, str] = {}
@@ -221,11 +448,12 @@ def parse_mount(value: str, limits: Limits = Limits()) -> ShareSpec:
                 f"a v2 item has 5 lines (mount point, alias, username, password, options), not {len(fields)}"
             )
         mountpoint, alias, username, password, options = fields
-        if not username or len(username) > MAX_USERNAME or not username.isprintable() or "," in username:
+        if (not username or len(username) > MAX_USERNAME or not username.isprintable()
+                or any(c in username for c in _USERNAME_FORBIDDEN)):
             raise ShareError("username is empty, too long or has forbidden characters")
         if "%" in username or "\\" in username or "/" in username:
             raise ShareError("username must not carry a password or domain (%, /, \\)")
-        if len(password.encode()) > MAX_PASSWORD or "\r" in password:
+        if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD or "\r" in password:
             raise ShareError(f"password is longer than {MAX_PASSWORD} bytes or has a line break")
         opts = _options(options, limits, creds)
         if "username" in creds or "password" in creds:
@@ -242,19 +470,19 @@ def parse_mount(value: str, limits: Limits = Limits()) -> ShareSpec:
         if "username" not in creds:
             raise ShareError("options carry no username")
         creds.setdefault("password", "")
-    mountpoint = _check_path("mount point", mountpoint, pattern)
-    alias = _check_path("alias", alias, pattern) if alias else mountpoint
+    mountpoint = _check_path("mount point", mountpoint, pattern, limits.forbidden)
+    alias = _check_path("alias", alias, pattern, limits.forbidden) if alias else mountpoint
     return ShareSpec(mountpoint, alias, creds["username"], creds["password"], creds.get("domain"), opts)
 
 
 def parse_umount(value: str, limits: Limits = Limits()) -> Tuple[str, str]:
     """A cifsumount item's value -> (mountpoint, alias), or ShareError."""
-    pattern = re.compile(limits.pattern)
+    pattern = compile_pattern(limits.pattern)
     fields = value.split("\n") if "\n" in value else value.split(";")
     if len(fields) != 2:
         raise ShareError("a cifsumount item is '<mountpoint>;<alias>' (or the two on separate lines)")
-    mountpoint = _check_path("mount point", fields[0], pattern)
-    alias = _check_path("alias", fields[1], pattern) if fields[1] else mountpoint
+    mountpoint = _check_path("mount point", fields[0], pattern, limits.forbidden)
+    alias = _check_path("alias", fields[1], pattern, limits.forbidden) if fields[1] else mountpoint
     return mountpoint, alias
 
 
