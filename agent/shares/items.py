@@ -239,7 +239,7 @@ def _valid_plain_option(token: str) -> bool:
     return True
 
 
-def _redact_options(text: str) -> str:
+def _redact_options(text: str, strict: bool = False) -> str:
     """Options text with every password hidden, read as the parser reads it;
     after a password, anything that is not a valid option on its own (the
     tail of a password whose comma was not doubled) is hidden too."""
@@ -258,22 +258,23 @@ def _redact_options(text: str) -> str:
         elif eq and norm in USER_NAMES and "%" in value:
             out.append(name + "=" + value[: value.index("%")] + "%***")
             after_password = True
-        elif after_password and token.strip() and not _valid_plain_option(token):
+        elif (after_password or strict) and token.strip() and not _valid_plain_option(token) \
+                and not (eq and norm in USER_NAMES):
             out.append("***")
         else:
             out.append(token)
     return ",".join(out)
 
 
-def _redact_v1(line: str) -> str:
+def _redact_v1(line: str, strict: bool = False) -> str:
     """'<mountpoint>;<alias>;<options>': the options are all that follows the
-    second ';' (a ';' in a password does not end them). With fewer fields,
-    a field that is not plainly a path or options is hidden."""
+    second ';' (a ';' in a password does not end them). A field that is not
+    plainly a path or options is hidden; strict (a line of a misshapen
+    item): so is every word of the options that is not a valid option."""
     fields = line.split(";", 2)
     if len(fields) < 3:
         return ";".join(_redact_line(f) for f in fields)
-    shown = [f if _PATHLIKE.fullmatch(f.rstrip("\r")) else _redact_options(f) for f in fields[:2]]
-    return ";".join(shown + [_redact_options(fields[2])])
+    return ";".join([_redact_line(f) for f in fields[:2]] + [_redact_options(fields[2], strict)])
 
 
 def _redact_line(line: str) -> str:
@@ -307,7 +308,7 @@ def redact(value: str) -> str:
         return "\n".join(head + [_redact_options(username), "***", _redact_options(options)])
     if len(lines) == 1:
         return redact_url(_redact_v1(value))
-    return "\n".join(_redact_v1(line) if ";" in line else _redact_line(line) for line in lines)
+    return "\n".join(_redact_v1(line, strict=True) if ";" in line else _redact_line(line) for line in lines)
 
 
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s?#]*)@")

@@ -1,0 +1,403 @@
+"""Issue 14, by boundary: what the host, a file, a pid or a path can do to
+the agent. Every test here failed against the code before the fix (or hung:
+those run under an alarm)."""
+
+import errno
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from agent import kvp
+from agent.shares.items import ShareError, parse_mount, redact_item, redact_url
+from agent.system import (
+    AGENT_NAMES,
+    DOCKERD_NAMES,
+    pid_is,
+    printable,
+    read_bytes_safely,
+    read_pid,
+    read_text,
+    remove_stale_credentials,
+    resolve_under,
+    signal_confirmed,
+    under,
+)
+
+
+@contextmanager
+def deadline(seconds: int):
+    """A call that would hang (a FIFO opened for reading) fails instead."""
+
+    def alarm(signum, frame):
+        raise TimeoutError(f"still blocked after {seconds} s")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+
+
+# ---- 1. secrets ------------------------------------------------------------
+
+# The password's letters never occur in an item's other parts nor in any
+# problem text, so finding one of them in an output is a leak.
+SECRET_LETTERS = "QZJX"
+password_chunks = st.text(alphabet=SECRET_LETTERS, min_size=1, max_size=6)
+separators = st.sampled_from([" ", ",", ";", "=", ",,", "", "#", "!", "%", "\\"])
+
+
+@st.composite
+def passwords(draw):
+    chunks = draw(st.lists(password_chunks, min_size=1, max_size=4))
+    seps = [draw(separators) for _ in chunks[1:]]
+    out = chunks[0]
+    for sep, chunk in zip(seps, chunks[1:]):
+        out += sep + chunk
+    return out
+
+
+@st.composite
+def items(draw):
+    """A cifsmount value as a careful or careless host writes it, with the
+    password where that shape puts it."""
+    password = draw(passwords())
+    name = draw(st.sampled_from(["password", "PASSWORD", "Pass", "pass", "Password", "pass2", "password2"]))
+    space = draw(st.sampled_from(["", " ", "  ", "\t"]))
+    double = draw(st.booleans())
+    shown = password.replace(",", ",,") if double else password
+    before = draw(st.lists(st.sampled_from(["noperm", "nobrl", "mfsymlinks", "bogus"]), max_size=2))
+    after = draw(st.lists(st.sampled_from(["noperm", "nobrl", "mfsymlinks", "bogus", "cache=loose"]), max_size=2))
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    shape = draw(st.sampled_from(["v1", "v1-nl", "v1-space", "v2", "v2-short", "v2-long", "user%", "v2-in-opts"]))
+    opts_before = ",".join(before)
+    if shape in ("v1", "v1-nl", "v1-space"):
+        sep = " " if shape == "v1-space" else ","
+        options = ",".join(filter(None, ["username=me", opts_before]))
+        value = f"/c;/C;{options}{sep}{space}{name}={shown}" + "".join("," + a for a in after)
+        if shape == "v1-nl":
+            value += newline
+    elif shape == "user%":
+        value = f"/c;/C;username=me%{shown}," + ",".join(after)
+    elif shape == "v2":
+        value = newline.join(["/c", "/C", "me", password, ",".join(after)])
+    elif shape == "v2-short":
+        value = newline.join(["/c", "/C", "me", password])
+    elif shape == "v2-long":
+        value = newline.join(["/c", "/C", "me", password, ",".join(after), ""])
+    else:
+        value = newline.join(["/c", "/C", "me", "pw", f"{space}{name}={shown}," + ",".join(after)])
+    return value, password
+
+
+def assert_no_secret(text: str, value: str) -> None:
+    leaked = [c for c in SECRET_LETTERS if c in text]
+    assert not leaked, f"password letters {leaked} in {text!r} (item {value!r})"
+    # Problems lower-case option names: a run of the password's letters
+    # must not come back in lower case either.
+    runs = re.findall(f"[{SECRET_LETTERS}]{{2,}}", value)
+    lowered = [r for r in runs if r.lower() in text.lower()]
+    assert not lowered, f"password fragments {lowered} (lower-cased) in {text!r} (item {value!r})"
+
+
+@given(items())
+def test_redaction_hides_the_password_whatever_the_item_shape(case):
+    value, _password = case
+    for key in ("cifsmount", "CIFSMOUNT", " cifsmount"):
+        shown = redact_item(key, value)
+        assert_no_secret(shown, value)
+        assert_no_secret(printable(shown), value)
+
+
+@given(items())
+def test_a_problem_or_a_plan_never_repeats_the_password(case):
+    value, _password = case
+    try:
+        spec = parse_mount(value)
+    except ShareError as exc:
+        assert_no_secret(str(exc), value)
+        return
+    assert_no_secret(" ".join(spec.shown_options() + [spec.mountpoint, spec.alias, spec.username]), value)
+
+
+@pytest.mark.parametrize("value", [
+    "/c;/C;username=me, password=QZJX,noperm",  # a space after the comma
+    "/c;/C;username=me,PASSWORD=QZJX,noperm",
+    "/c;/C;username=me,Pass=QZJX",
+    "/c;/C;username=me,password=QZJX\n",  # v1 with a trailing newline
+    "/c;/C;username=me,password=QZ,JX,noperm",  # an undoubled comma
+    "/c;/C;username=me password=QZJX,noperm",  # a space instead of a comma
+    "/c;/C;username=me,password=QZ;JX,noperm",  # a ';' in the password
+    "/c\r\n/C\r\nme\r\nQZJX\r\nnoperm",  # CRLF
+    "/c\n/C\nme\nQZJX",  # v2 without its options line
+    "/c\n/C\nme\nQZJX\nnoperm\n",  # v2 with a trailing newline
+    "/c;/C;username=me%QZJX",
+])
+def test_known_leaks_are_closed(value):
+    assert_no_secret(redact_item("cifsmount", value), value)
+    try:
+        spec = parse_mount(value)
+    except ShareError as exc:
+        assert_no_secret(str(exc), value)
+    else:
+        assert_no_secret(" ".join(spec.shown_options()), value)
+
+
+def test_a_comma_the_host_did_not_double_is_not_echoed_in_the_problem():
+    with pytest.raises(ShareError) as info:
+        parse_mount("/c;/C;username=me,password=ab,QZJX,noperm")
+    assert "qzjx" not in str(info.value).lower()
+
+
+def test_proxy_urls_lose_their_credentials():
+    assert redact_url("http://user:QZJX@proxy:3128") == "http://user:***@proxy:3128"
+    assert redact_url("https://QZJX@proxy") == "https://***@proxy"
+    assert redact_url("user:QZJX@proxy:3128") == "user:***@proxy:3128"
+    assert redact_url("http://proxy:3128") == "http://proxy:3128"
+    assert redact_url("http://u:p@ss@proxy:3128/x") == "http://u:***@proxy:3128/x"
+    assert redact_item("proxy/http", "http://me:QZJX@10.0.75.1:3128") == "http://me:***@10.0.75.1:3128"
+
+
+def test_stale_credentials_files_are_removed(tmp_path):
+    (tmp_path / ".credentials-0a1b2c").write_text("password=x\n")
+    (tmp_path / ".credentials-dead").symlink_to("/etc/passwd")
+    (tmp_path / "shares.json").write_text("{}")
+    assert sorted(remove_stale_credentials(str(tmp_path))) == [".credentials-0a1b2c", ".credentials-dead"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shares.json"]
+    assert os.path.exists("/etc/passwd")
+
+
+# ---- 2. processes ----------------------------------------------------------
+
+@pytest.mark.parametrize("text", ["-1", "0", "1", "", "abc", "12abc", "99999999999", "1e3", "0x10", "+5", " -7\n"])
+def test_a_pid_file_that_is_not_a_signallable_pid_is_none(tmp_path, text):
+    (tmp_path / "docker.pid").write_text(text)
+    assert read_pid(str(tmp_path / "docker.pid")) is None
+
+
+def test_read_pid_takes_a_plain_pid_and_nothing_else(tmp_path):
+    good = tmp_path / "docker.pid"
+    good.write_text(" 4242\n")
+    assert read_pid(str(good)) == 4242
+    link = tmp_path / "link.pid"
+    link.symlink_to(good)
+    assert read_pid(str(link)) is None
+    os.mkfifo(tmp_path / "fifo.pid")
+    with deadline(5):
+        assert read_pid(str(tmp_path / "fifo.pid")) is None
+    assert read_pid(str(tmp_path / "missing.pid")) is None
+    assert read_pid(str(tmp_path)) is None
+
+
+def _canary(tmp_path, argv0=None):
+    """A process that records every signal it gets."""
+    log = tmp_path / "signals"
+    code = (
+        "import signal, sys, time\n"
+        f"log = open({str(log)!r}, 'a', buffering=1)\n"
+        "for s in (signal.SIGHUP, signal.SIGUSR1, signal.SIGTERM):\n"
+        "    signal.signal(s, lambda n, f: log.write(f'{n}\\n'))\n"
+        "print('ready', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "ready"
+    return proc, log
+
+
+def test_only_the_process_meant_is_signalled(tmp_path):
+    proc, log = _canary(tmp_path)
+    try:
+        assert not pid_is(proc.pid, DOCKERD_NAMES)
+        assert not pid_is(proc.pid, AGENT_NAMES)
+        assert not signal_confirmed(proc.pid, DOCKERD_NAMES, signal.SIGHUP)
+        assert not signal_confirmed(-1, DOCKERD_NAMES, signal.SIGHUP)
+        assert not signal_confirmed(0, DOCKERD_NAMES, signal.SIGHUP)
+        assert not signal_confirmed(1, ["init", "systemd", "sh", "bash", "tini"], signal.SIGHUP)
+        time.sleep(0.2)
+        assert not log.exists() or log.read_text() == ""
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_pid_is_knows_the_agent_and_dockerd_by_proc(tmp_path):
+    pkg = tmp_path / "agent"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text("import time\nprint('up', flush=True)\ntime.sleep(30)\n")
+    agent = subprocess.Popen([sys.executable, "-u", "-m", "agent", "run"], cwd=tmp_path, stdout=subprocess.PIPE)
+    fake = tmp_path / "dockerd"
+    shutil.copy("/bin/sleep", fake)  # comm "dockerd"
+    dockerd = subprocess.Popen([str(fake), "30"])
+    try:
+        assert agent.stdout.readline().strip() == b"up"
+        time.sleep(0.1)
+        assert pid_is(dockerd.pid, DOCKERD_NAMES)
+        assert pid_is(agent.pid, AGENT_NAMES)
+        assert not pid_is(agent.pid, DOCKERD_NAMES)
+        assert pid_is(os.getpid(), ["pytest"]) or pid_is(os.getpid(), [os.path.basename(sys.argv[0])])
+        assert not pid_is(dockerd.pid, AGENT_NAMES)
+    finally:
+        for p in (agent, dockerd):
+            p.kill()
+            p.wait()
+
+
+# ---- 3. files --------------------------------------------------------------
+
+def test_read_text_refuses_what_is_not_a_regular_file_without_hanging(tmp_path):
+    os.mkfifo(tmp_path / "fifo")
+    (tmp_path / "real").write_text("secret")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    (tmp_path / "big").write_bytes(b"x" * 5000)
+    with deadline(5):
+        for name in ("fifo", "link"):
+            with pytest.raises(OSError):
+                read_text(str(tmp_path / name))
+        with pytest.raises(OSError):
+            read_text("/dev/zero")
+        with pytest.raises(OSError):
+            read_text(str(tmp_path))
+        with pytest.raises(OSError) as info:
+            read_bytes_safely(str(tmp_path / "big"), 4096)
+        assert info.value.errno == errno.EFBIG
+    assert read_text(str(tmp_path / "missing")) is None
+    assert read_text(str(tmp_path / "real")) == "secret"
+    assert read_text("/proc/self/mountinfo")  # /proc files say size 0
+
+
+# ---- 4. --root is a boundary -------------------------------------------------
+
+def test_under_refuses_dotdot_and_resolves_symlinks_inside_the_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "var").mkdir()
+    (root / "var" / "run").symlink_to("/run")  # absolute: the root's /run
+    (root / "run").mkdir()
+    (root / "escape").symlink_to("../../..")
+    (root / "loop").symlink_to("loop")
+    (root / "etc" / "abs").symlink_to("/etc/passwd")
+    r = str(root)
+    with pytest.raises(OSError):
+        under(r, "/../../etc/passwd")
+    with pytest.raises(OSError):
+        under(r, "/etc/../../x")
+    assert under(r, "/var/run/docker.pid") == os.path.join(os.path.realpath(r), "run", "docker.pid")
+    with pytest.raises(OSError):
+        under(r, "/escape/etc/passwd")
+    with pytest.raises(OSError):
+        resolve_under(r, "/loop/x")
+    assert resolve_under(r, "/etc/abs") == os.path.join(os.path.realpath(r), "etc", "passwd")
+    assert under(r, "/etc/abs") == os.path.join(os.path.realpath(r), "etc", "abs")  # the last one is opened O_NOFOLLOW
+    assert under(r, "/new/dir/file") == os.path.join(os.path.realpath(r), "new", "dir", "file")
+    assert under("/", "/etc/passwd") == "/etc/passwd"
+
+
+# ---- 6. text from outside ------------------------------------------------------
+
+def test_printable_escapes_what_drives_a_terminal_or_forges_a_line():
+    assert printable("a\nb") == "a\\nb"
+    assert printable("\x1b[31mred") == "\\x1b[31mred"
+    assert printable("x\r\ty\x7f\x9b") == "x\\r\\ty\\x7f\\x9b"
+    assert printable("\u202egnp.exe") == "\\u202egnp.exe"
+    assert printable("ok: é /C") == "ok: é /C"
+    assert printable("bad \udcff") == "bad \\udcff"
+
+
+@given(st.text())
+def test_printable_is_one_line_without_control_characters(text):
+    out = printable(text)
+    assert out.isprintable()
+    if text.isprintable():
+        assert out == text
+
+
+# ---- 3. pool files -------------------------------------------------------------
+
+def test_pool_files_that_are_not_regular_files_are_a_kvp_error(tmp_path):
+    pools = tmp_path / "hyperv"
+    pools.mkdir()
+    os.mkfifo(pools / ".kvp_pool_0")
+    (pools / ".kvp_pool_1").mkdir()
+    (pools / ".kvp_pool_2").symlink_to(pools / ".kvp_pool_2")
+    with deadline(5):
+        for n in (0, 1, 2):
+            with pytest.raises(kvp.KvpError):
+                kvp.read_pool(kvp.pool_path(str(pools), n))
+        with pytest.raises(kvp.KvpError):
+            kvp.update_pool(kvp.pool_path(str(pools), 0), {"a": "1"})
+    flat = tmp_path / "flat"
+    flat.write_text("a file where the pool directory should be")
+    with pytest.raises(kvp.KvpError):
+        kvp.read_pool(kvp.pool_path(str(flat), 0))
+    with pytest.raises(kvp.KvpError):
+        kvp.write_guest_items(str(flat), 1, {"a": "1"})
+    assert kvp.read_pool(kvp.pool_path(str(tmp_path / "missing"), 0)).items == ()
+
+
+def test_a_symlinked_pool_1_is_never_written_through(tmp_path):
+    pools = tmp_path / "hyperv"
+    pools.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"precious")
+    (pools / ".kvp_pool_1").symlink_to(victim)
+    with pytest.raises(kvp.KvpError):
+        kvp.write_guest_items(str(pools), 1, {"moby-agent.state": "running"})
+    with pytest.raises(kvp.KvpError):
+        kvp.read_pool(str(pools / ".kvp_pool_1"))
+    assert victim.read_bytes() == b"precious"
+
+
+def test_an_unreadable_pool_is_a_kvp_error(tmp_path, monkeypatch):
+    path = tmp_path / ".kvp_pool_0"
+    path.write_bytes(kvp.encode([("a", "1")]))
+
+    def eacces(*args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(os, "open", eacces)
+    with pytest.raises(kvp.KvpError):
+        kvp.read_pool(str(path))
+    with pytest.raises(kvp.KvpError):
+        kvp.update_pool(str(path), {"b": "2"})
+
+
+def test_a_lock_wait_ends_when_asked_to_stop(tmp_path):
+    path = tmp_path / ".kvp_pool_1"
+    path.write_bytes(kvp.encode([("a", "1")]))
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(path)!r}, os.O_RDWR)\n"
+         "fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+         "print('locked', flush=True)\n"
+         "time.sleep(30)\n"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        stop_at = time.monotonic() + 0.3
+        t0 = time.monotonic()
+        with pytest.raises(kvp.KvpLockWait):
+            kvp.read_pool(str(path), should_stop=lambda: time.monotonic() > stop_at)
+        with pytest.raises(kvp.KvpLockWait):
+            kvp.update_pool(str(path), {"b": "2"}, should_stop=lambda: time.monotonic() > stop_at)
+        with pytest.raises(kvp.KvpLockWait):
+            kvp.update_pool(str(path), {"b": "2"}, timeout=0.2)
+        assert time.monotonic() - t0 < 2
+    finally:
+        holder.kill()
+        holder.wait()
+    assert kvp.read_pool(str(path), should_stop=lambda: True).items == (("a", "1"),)  # free: no wait
