@@ -400,3 +400,79 @@ def test_a_lock_wait_ends_when_asked_to_stop(tmp_path):
         holder.kill()
         holder.wait()
     assert kvp.read_pool(str(path), should_stop=lambda: True).items == (("a", "1"),)  # free: no wait
+
+
+# ---- 3. the database -------------------------------------------------------------
+
+def _hostile_tree(tmp_path):
+    import socket
+
+    from agent.settings import database
+
+    top = tmp_path / "db"
+    (top / "etc" / "docker" / "certs.d" / "r").mkdir(parents=True)
+    (top / "etc" / "hosts").write_text("10.0.0.1 a\n")
+    (top / "etc" / "docker" / "certs.d" / "r" / "client.key").write_bytes(b"\x30\x82\x04\xa4\xff\xfe\x00binary")
+    secret = tmp_path / "shadow"
+    secret.write_text("root:SECRET:")
+    (top / "etc" / "resolv.conf").symlink_to(secret)  # out of the tree
+    (top / "etc" / "inside").symlink_to(top / "etc" / "hosts")  # in the tree: still not followed
+    (top / "etc" / "loop").symlink_to("loop")
+    os.mkfifo(top / "etc" / "sysctl.conf")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(top / "etc" / "sock"))
+    (top / "etc" / "big").write_bytes(b"x" * (database.MAX_FILE + 1))
+    (top / "etc" / "bad\x1b[2Jname").write_text("x")
+    (top / "linkdir").symlink_to(tmp_path)
+    return top, sock
+
+
+def test_database_read_tree_keeps_good_keys_and_reports_each_bad_one(tmp_path):
+    from agent.settings import database
+
+    top, sock = _hostile_tree(tmp_path)
+    try:
+        with deadline(10):
+            tree, problems = database.read_tree_checked(str(top))
+            old_shape = database.read_tree(str(top))
+    finally:
+        sock.close()
+    assert tree["etc/hosts"] == "10.0.0.1 a\n"
+    assert tree["etc/docker/certs.d/r/client.key"] == b"\x30\x82\x04\xa4\xff\xfe\x00binary"  # byte-exact
+    assert old_shape == {"etc/hosts": "10.0.0.1 a\n"}
+    for key in ("etc/resolv.conf", "etc/inside", "etc/loop", "etc/sysctl.conf", "etc/sock", "etc/big", "linkdir"):
+        assert key in problems and key not in tree, key
+    assert "etc/bad\\x1b[2Jname" in problems  # named printably
+    assert all("SECRET" not in str(v) for v in list(tree.values()) + list(problems.values()))
+    assert database.copy_mode("etc/docker/certs.d/r/client.key", tree["etc/docker/certs.d/r/client.key"]) == 0o600
+    assert database.copy_mode("etc/x", "-----BEGIN RSA PRIVATE KEY-----\n") == 0o600
+    assert database.copy_mode("etc/hosts", tree["etc/hosts"]) == 0o644
+
+
+def test_mobyconfig_get_never_follows_a_symlink_nor_hangs(tmp_path):
+    from agent.settings import database
+
+    top, sock = _hostile_tree(tmp_path)
+    try:
+        with deadline(10):
+            for key in ("etc/resolv.conf", "etc/sysctl.conf", "etc/big", "linkdir/shadow"):
+                with pytest.raises(database.DatabaseError):
+                    database.get(str(top), key)
+            assert not database.exists(str(top), "linkdir")
+            assert database.get(str(top), "etc/hosts") == "10.0.0.1 a\n"
+            assert database.get_bytes(str(top), "etc/docker/certs.d/r/client.key").endswith(b"binary")
+            assert "etc/resolv.conf" not in database.find(str(top), "")
+    finally:
+        sock.close()
+
+
+def test_deep_json_is_a_value_error_not_a_recursion_error():
+    from agent.settings import database
+
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(ValueError):
+        database.loads_limited(deep)
+    assert database.json_depth('{"a": "[[[[[[", "b": [[1]]}') == 3
+    assert database.loads_limited('{"debug": true, "x": [[1]]}') == {"debug": True, "x": [[1]]}
+    with pytest.raises(ValueError):
+        database.loads_limited('{"a":' * 65 + "1" + "}" * 65)
