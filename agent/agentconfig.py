@@ -6,11 +6,16 @@ expected; the agent does not start on it.
 """
 
 import dataclasses
+import ipaddress
+import math
 import re
 import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Tuple
+
+from agent.shares.items import FORBIDDEN, Limits, ShareError, compile_pattern
+from agent.system import UnsafePath, printable, read_bytes_safely
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -18,6 +23,7 @@ else:  # pragma: no cover - exercised on Alpine's 3.9/3.10
     import tomli as tomllib
 
 DEFAULT_PATH = "/etc/moby-agent/agent.toml"
+MAX_CONFIG = 1 << 20
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
@@ -145,41 +151,108 @@ def _field_types(cls: Any) -> Dict[str, Any]:
     return {f.name: f.type for f in dataclasses.fields(cls)}
 
 
+# (low, high) for every number: finite, and within what the agent can use
+# (inf or nan in a timeout or a sleep kills the loop). 0 means "off" where
+# the README says so.
+_BOUNDS: Dict[str, Tuple[float, float]] = {
+    "database.poll_seconds": (0.0, 86400.0),
+    "docker.verify_timeout": (0.1, 600.0),
+    "retry.min_seconds": (0.01, 3600.0),
+    "retry.max_seconds": (0.01, 86400.0),
+    "watch.settle_ms": (0, 1000),
+    "watch.max_dirs": (1, 100_000),
+    "watch.rescan_seconds": (0.0, 86400.0),
+    "shares.max_id": (0, 2**32 - 2),
+    "shares.mount_timeout": (0.1, 600.0),
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$")  # a tag, a label, an interface, a program
+_OPTIONS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,:/-]*$")
+
+
+def _number(conf: AgentConfig, dotted: str) -> float:
+    section, _, name = dotted.partition(".")
+    return float(getattr(getattr(conf, section), name))
+
+
+def _word(where: str, key: str, value: str, pattern: "re.Pattern[str]" = _NAME, max_len: int = 255) -> None:
+    """A string handed to a command or the kernel: non-empty, bounded, not
+    option-like (-x), printable, and of the expected characters."""
+    if not value:
+        raise ConfigError(f"{where}: {key}: expected a non-empty string")
+    if value.startswith("-"):
+        raise ConfigError(f"{where}: {key}: must not start with '-' (it would be read as an option), "
+                          f"got {printable(value)!r}")
+    if len(value) > max_len or not pattern.fullmatch(value):
+        raise ConfigError(f"{where}: {key}: unexpected characters or too long: {printable(value)!r}")
+
+
 def _check(conf: AgentConfig, where: str) -> None:
     if conf.log_level not in LOG_LEVELS:
         raise ConfigError(
-            f"{where}: log_level: expected one of {', '.join(LOG_LEVELS)}, got {conf.log_level!r}"
+            f"{where}: log_level: expected one of {', '.join(LOG_LEVELS)}, got {printable(conf.log_level)!r}"
         )
+    for dotted, (low, high) in _BOUNDS.items():
+        value = _number(conf, dotted)
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {dotted}: expected a finite number, got {value}")
+        if dotted in ("database.poll_seconds", "watch.rescan_seconds") and value < 0:
+            raise ConfigError(f"{where}: {dotted}: expected 0 (off) or more, got {value:g}")
+        if dotted in ("database.poll_seconds", "watch.rescan_seconds") and value == 0:
+            continue
+        if not low <= value <= high:
+            raise ConfigError(f"{where}: {dotted}: expected {low:g} to {high:g}, got {value:g}")
     retry = conf.retry
     if not 0 < retry.min_seconds <= retry.max_seconds:
         raise ConfigError(
             f"{where}: retry: expected 0 < min_seconds <= max_seconds, "
             f"got {retry.min_seconds} and {retry.max_seconds}"
         )
-    if not 0 <= conf.watch.settle_ms <= 1000:
-        raise ConfigError(f"{where}: watch.settle_ms: expected 0 to 1000, got {conf.watch.settle_ms}")
     try:
-        re.compile(conf.shares.mount_pattern)
-    except re.error as exc:
-        raise ConfigError(f"{where}: shares.mount_pattern: expected a regular expression: {exc}") from None
-    if not 0 <= conf.shares.max_id <= 2**32 - 2:
-        raise ConfigError(f"{where}: shares.max_id: expected 0 to 4294967294, got {conf.shares.max_id}")
+        ipaddress.IPv4Address(conf.host.address)
+    except ValueError:
+        raise ConfigError(f"{where}: host.address: expected an IPv4 address, got {printable(conf.host.address)!r}") \
+            from None
+    host = ipaddress.IPv4Address(conf.host.address)
+    if host.is_unspecified or host.is_multicast or host == ipaddress.IPv4Address("255.255.255.255"):
+        raise ConfigError(f"{where}: host.address: expected a host's address, got {conf.host.address}")
+    _word(where, "database.tag", conf.database.tag, max_len=31)
+    _word(where, "database.label", conf.database.label)
+    _word(where, "database.options", conf.database.options, _OPTIONS, 1024)
+    _word(where, "network.interface", conf.network.interface, max_len=15)
+    _word(where, "docker.dockerd", conf.docker.dockerd, _PROGRAM, 4096)
     if not conf.docker.restart_command:
         raise ConfigError(f"{where}: docker.restart_command: expected a command (a non-empty list)")
-    if not 1 <= conf.watch.max_dirs <= 100_000:
-        raise ConfigError(f"{where}: watch.max_dirs: expected 1 to 100000, got {conf.watch.max_dirs}")
-    if conf.watch.rescan_seconds < 0:
-        got = conf.watch.rescan_seconds
-        raise ConfigError(f"{where}: watch.rescan_seconds: expected 0 (off) or more, got {got}")
-    if conf.database.poll_seconds < 0:
-        got = conf.database.poll_seconds
-        raise ConfigError(f"{where}: database.poll_seconds: expected 0 (off) or more, got {got}")
-    if not 0 < conf.shares.mount_timeout <= 600:
-        got = conf.shares.mount_timeout
-        raise ConfigError(f"{where}: shares.mount_timeout: expected 0 < seconds <= 600, got {got}")
-    for name, value in _paths(conf):
-        if not value.startswith("/"):
-            raise ConfigError(f"{where}: {name}: expected an absolute path, got {value!r}")
+    _word(where, "docker.restart_command[0]", conf.docker.restart_command[0], _PROGRAM, 4096)
+    for i, arg in enumerate(conf.docker.restart_command[1:], 1):
+        if not arg or "\0" in arg or not arg.isprintable() or len(arg) > 4096:
+            raise ConfigError(f"{where}: docker.restart_command[{i}]: expected a non-empty printable argument")
+    for i, name in enumerate(conf.watch.skip):
+        if not name or "/" in name or name in (".", "..") or not name.isprintable():
+            raise ConfigError(f"{where}: watch.skip[{i}]: expected a directory name, got {printable(name)!r}")
+    try:
+        compile_pattern(conf.shares.mount_pattern)
+    except ShareError as exc:
+        raise ConfigError(f"{where}: shares.mount_pattern: {exc}") from None
+    named: List[Tuple[str, str]] = [(f"watch.shares[{i}]", p) for i, p in enumerate(conf.watch.shares)]
+    for name, path in _paths(conf) + named:
+        if not path.startswith("/"):
+            raise ConfigError(f"{where}: {name}: expected an absolute path, got {printable(path)!r}")
+        if ".." in path.split("/") or "\0" in path or not path.isprintable() or len(path) > 4096:
+            raise ConfigError(f"{where}: {name}: expected a plain absolute path (no '..'), got {printable(path)!r}")
+    mount_point = conf.database.mount_point.rstrip("/") or "/"
+    if mount_point == "/" or any(mount_point == f or mount_point.startswith(f + "/")
+                                 for f in FORBIDDEN if f != "/Database"):
+        raise ConfigError(f"{where}: database.mount_point: {printable(mount_point)} is a system directory")
+
+
+_PROGRAM = re.compile(r"^[A-Za-z0-9/][A-Za-z0-9._/+-]*$")
+
+
+def share_limits(conf: AgentConfig) -> Limits:
+    """What a cifsmount item may ask for under this config: the mount
+    pattern, the highest uid/gid, and the database mount point refused as
+    a mount point or alias (with every system directory, always)."""
+    return Limits(conf.shares.mount_pattern, conf.shares.max_id, (conf.database.mount_point,))
 
 
 def _paths(conf: AgentConfig) -> List[Tuple[str, str]]:
@@ -203,7 +276,9 @@ def parse(text: str, where: str = "<string>") -> AgentConfig:
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{where}: not valid TOML: {printable(exc)}") from None
+    except RecursionError:  # deeply nested arrays or tables
+        raise ConfigError(f"{where}: not valid TOML: nested too deeply") from None
     conf: AgentConfig = _build(AgentConfig, data, where, "")
     _check(conf, where)
     return conf
@@ -215,14 +290,15 @@ def load(path: str, required: bool = False) -> AgentConfig:
     A missing file gives the defaults unless `required` (an explicit --config).
     """
     try:
-        with open(path, "rb") as f:
-            raw = f.read()
+        raw = read_bytes_safely(path, MAX_CONFIG)
     except FileNotFoundError:
         if required:
-            raise ConfigError(f"{path}: no such file") from None
+            raise ConfigError(f"{printable(path)}: no such file") from None
         return AgentConfig()
+    except UnsafePath as exc:  # a FIFO, a symlink, a device, too large
+        raise ConfigError(f"{printable(path)}: cannot read: {exc.strerror}") from None
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{printable(path)}: cannot read: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:

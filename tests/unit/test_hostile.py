@@ -33,12 +33,16 @@ from agent.system import (
 )
 
 
+class Hung(BaseException):
+    """Not an OSError: code that catches those must not swallow a hang."""
+
+
 @contextmanager
 def deadline(seconds: int):
     """A call that would hang (a FIFO opened for reading) fails instead."""
 
     def alarm(signum, frame):
-        raise TimeoutError(f"still blocked after {seconds} s")
+        raise Hung(f"still blocked after {seconds} s")
 
     old = signal.signal(signal.SIGALRM, alarm)
     signal.alarm(seconds)
@@ -476,3 +480,65 @@ def test_deep_json_is_a_value_error_not_a_recursion_error():
     assert database.loads_limited('{"debug": true, "x": [[1]]}') == {"debug": True, "x": [[1]]}
     with pytest.raises(ValueError):
         database.loads_limited('{"a":' * 65 + "1" + "}" * 65)
+
+
+# ---- 5. config ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "[database]\npoll_seconds = inf",
+    "[database]\npoll_seconds = nan",
+    "[watch]\nrescan_seconds = inf",
+    "[retry]\nmin_seconds = 1\nmax_seconds = inf",
+    "[docker]\nverify_timeout = inf",
+    "[docker]\nverify_timeout = 1e12",
+    "[database]\npoll_seconds = 1e300",
+    "[host]\naddress = \"evil.example.com\"",
+    "[host]\naddress = \"10.0.75.1 ; rm -rf /\"",
+    "[host]\naddress = \"0.0.0.0\"",
+    "[database]\ntag = \"-oremount\"",
+    "[database]\ntag = \"\"",
+    "[database]\noptions = \"-o rw\"",
+    "[network]\ninterface = \"-x\"",
+    "[network]\ninterface = \"\"",
+    "[docker]\nrestart_command = [\"-rf\"]",
+    "[docker]\nrestart_command = [\"\"]",
+    "[docker]\ndockerd = \"--help\"",
+    "[shares]\nmount_pattern = \"^(a+)+$\"",
+    "[shares]\nmount_pattern = \"^/(x|xx)*$\"",
+    "[shares]\nmount_pattern = \"" + "a" * 500 + "\"",
+    "[database]\nmount_point = \"/\"",
+    "[database]\nmount_point = \"/etc\"",
+    "[kvp]\npool_dir = \"/var/lib/../../etc\"",
+    "[watch]\nshares = [\"relative\"]",
+    "[watch]\nskip = [\"\"]",
+])
+def test_config_refuses_what_would_kill_or_mislead_the_agent(text):
+    from agent import agentconfig
+
+    with pytest.raises(agentconfig.ConfigError) as info:
+        agentconfig.parse(text, "/etc/moby-agent/agent.toml")
+    assert "\n" not in str(info.value)
+
+
+def test_every_system_directory_and_the_database_mount_point_are_refused():
+    from agent import agentconfig
+    from agent.shares.items import Limits
+
+    conf = agentconfig.parse('[shares]\nmount_pattern = "^/.*$"\n[database]\nmount_point = "/cfg"')
+    limits = agentconfig.share_limits(conf)
+    for bad in ("/", "/etc", "/usr", "/proc", "/sys", "/dev", "/run", "/var", "/bin", "/sbin", "/lib", "/boot",
+                "/root", "/tmp", "/home", "/opt", "/srv", "/lib64", "/cfg", "/cfg/x", "/Database"):
+        with pytest.raises(ShareError):
+            parse_mount(f"{bad};/C;username=u,password=p", limits)
+    assert parse_mount("/mnt/c;/C;username=u,password=p", Limits(pattern="^/.*$")).mountpoint == "/mnt/c"
+    # wider, but bounded, settings still pass
+    conf = agentconfig.parse('[shares]\nmount_pattern = "^/(host/)?[A-Za-z]$"\n[database]\npoll_seconds = 5\n')
+    assert conf.database.poll_seconds == 5.0
+
+
+def test_a_fifo_as_agent_toml_is_a_config_error_not_a_hang(tmp_path):
+    from agent import agentconfig
+
+    os.mkfifo(tmp_path / "agent.toml")
+    with deadline(5), pytest.raises(agentconfig.ConfigError):
+        agentconfig.load(str(tmp_path / "agent.toml"))
