@@ -10,7 +10,7 @@ import time
 from typing import List, Optional
 
 from agent import __version__, agentconfig, kvp
-from agent.system import pid_alive, read_text, under
+from agent.system import AGENT_NAMES, pid_is, printable, process_args, read_text, under, valid_pid
 
 log = logging.getLogger("moby-agent")
 
@@ -83,36 +83,37 @@ def _print_items(items: List[kvp.Item], as_json: bool, show_secrets: bool) -> No
     from agent.shares.items import redact_item
 
     shown = [(k, v if show_secrets else redact_item(k, v)) for k, v in items]
-    if as_json:
-        print(json.dumps([{"key": k, "value": v} for k, v in shown], indent=1, ensure_ascii=False))
+    if as_json:  # ASCII JSON: escape sequences and bidi controls arrive as \u001b, \u202e
+        print(json.dumps([{"key": k, "value": v} for k, v in shown], indent=1, ensure_ascii=True))
     else:
         for k, v in shown:
-            print(f"{k}={v.encode('unicode_escape').decode('ascii') if not v.isprintable() else v}")
+            print(f"{printable(k)}={printable(v)}")
 
 
 def _cmd_kvp(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     pool_dir = under(args.root, conf.kvp.pool_dir)
     path = kvp.pool_path(pool_dir, args.pool)
     if args.kvp_command in ("dump", "get"):
-        pool = kvp.read_pool(path)
+        pool = kvp.read_pool(path, timeout=10.0)
         for warning in pool.warnings:
-            print(f"moby-agent: {path}: {warning}", file=sys.stderr)
+            print(f"moby-agent: {printable(path)}: {printable(warning)}", file=sys.stderr)
         if args.kvp_command == "dump":
             _print_items(list(pool.items), args.json, args.show_secrets)
             return 0
         value = pool.get(args.key)
         if value is None:
-            print(f"moby-agent: no item {args.key!r} in pool {args.pool}", file=sys.stderr)
+            print(f"moby-agent: no item {printable(args.key)!r} in pool {args.pool}", file=sys.stderr)
             return 1
         from agent.shares.items import redact_item
 
-        print(value if args.show_secrets else redact_item(args.key, value))
+        print(printable(value if args.show_secrets else redact_item(args.key, value)))
         return 0
     if not os.path.isdir(pool_dir):
-        print(f"moby-agent: pool directory {pool_dir} does not exist; is hv_kvp_daemon running?", file=sys.stderr)
+        print(f"moby-agent: pool directory {printable(pool_dir)} does not exist; is hv_kvp_daemon running?",
+              file=sys.stderr)
         return 1
     change = {args.key: args.value if args.kvp_command == "set" else None}
-    kvp.write_guest_items(pool_dir, args.pool, change)
+    kvp.write_guest_items(pool_dir, args.pool, change, timeout=10.0)
     return 0
 
 
@@ -120,51 +121,126 @@ def _cmd_plan(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     from agent import hub
     plan = hub.plan(hub.observe(conf, args.root, None))
     if args.json:
-        print(json.dumps(plan.as_dict(), indent=1, ensure_ascii=False))
+        print(json.dumps(plan.as_dict(), indent=1, ensure_ascii=True))
         return 0
     for action in plan.actions:
         fields = {k: v for k, v in action.as_dict().items() if k != "action"}
-        print(action.name(), " ".join(f"{k}={v}" for k, v in fields.items()))
+        print(printable(action.name() + " " + " ".join(f"{k}={v}" for k, v in fields.items())))
     for problem in plan.problems:
-        print(f"problem: {problem}")
+        print(f"problem: {printable(problem)}")
     if not plan.actions and not plan.problems:
         print("nothing to do")
     return 0
 
 
+STATUS_LIMIT = 1 << 20
+
+
+def _valid_status(doc: object) -> Optional[dict]:
+    """status.json re-validated as if it came from the host: the shape
+    `status.describe` reads, a pid that may be signalled (> 1) or none;
+    None when it is not that."""
+    if not isinstance(doc, dict):
+        return None
+    if "pid" in doc and valid_pid(doc["pid"]) is None:
+        doc = dict(doc, pid=None)
+    caps = doc.get("capabilities")
+    if caps is not None and not (isinstance(caps, dict) and all(isinstance(c, dict) for c in caps.values())):
+        return None
+    for name in ("last_pass", "watch"):
+        if doc.get(name) is not None and not isinstance(doc[name], dict):
+            return None
+    watch = doc.get("watch")
+    if watch and watch.get("roots") is not None and not (
+            isinstance(watch["roots"], list) and all(isinstance(r, str) for r in watch["roots"])):
+        return None
+    if not isinstance(doc.get("heartbeat", 0), (int, float)):
+        return None
+    return doc
+
+
 def _read_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> Optional[dict]:
-    text = read_text(under(args.root, conf.status.file))
+    from agent.settings.database import loads_limited
+
+    try:
+        text = read_text(under(args.root, conf.status.file), STATUS_LIMIT)
+    except OSError as exc:  # a symlink, a FIFO, a directory, too large: not the agent's file
+        print(f"moby-agent: {printable(conf.status.file)}: {printable(exc.strerror or exc)}", file=sys.stderr)
+        return None
     if text is None:
         return None
     try:
-        doc = json.loads(text)
+        doc = loads_limited(text, 16)
     except ValueError:
         return None
-    return doc if isinstance(doc, dict) else None
+    return _valid_status(doc)
+
+
+def _same_root(root: str, argv: List[str]) -> bool:
+    """Whether a process's argv runs the agent against this --root."""
+    want = os.path.realpath(root)
+    for i, arg in enumerate(argv):
+        if arg == "--root" and i + 1 < len(argv):
+            return os.path.realpath(argv[i + 1]) == want
+        if arg.startswith("--root="):
+            return os.path.realpath(arg[len("--root="):]) == want
+    return False
+
+
+def running_agent(args: argparse.Namespace, doc: Optional[dict]) -> Optional[int]:
+    """The pid in the status file, only if /proc confirms it is a running
+    moby-agent (never a pid <= 1 or a stranger that reused the number) and,
+    under --root, one that runs against this same root: a fixture agent is
+    inside the boundary, the real system's agent and every other process
+    are not."""
+    if not doc or doc.get("state") == "stopped":
+        return None
+    pid = valid_pid(doc.get("pid"))
+    if pid is None or not pid_is(pid, AGENT_NAMES):
+        return None
+    if args.root not in ("", "/") and not _same_root(args.root, process_args(pid)):
+        return None
+    return pid
+
+
+def _signal_agent(args: argparse.Namespace, doc: Optional[dict], sig: int) -> Optional[int]:
+    pid = running_agent(args, doc)
+    if pid is None:
+        return None
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return None
+    return pid
 
 
 def _cmd_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     from agent import status
     doc = _read_status(args, conf)
     if doc is None:
-        print(f"moby-agent is not running (no status in {conf.status.file})", file=sys.stderr)
+        print(f"moby-agent is not running (no valid status in {printable(conf.status.file)})", file=sys.stderr)
         return 1
-    alive = doc.get("state") != "stopped" and isinstance(doc.get("pid"), int) and pid_alive(doc["pid"])
-    text, code = status.describe(doc, alive)
-    print(json.dumps(doc, indent=2, sort_keys=True) if args.json else text)
+    alive = running_agent(args, doc) is not None
+    try:
+        text, code = status.describe(doc, alive)
+    except (AttributeError, TypeError, ValueError, KeyError):
+        print("moby-agent: the status file is not what the agent writes", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=True))
+    else:
+        print("\n".join(printable(line) for line in text.split("\n")))
     return code
 
 
 def _cmd_health(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     doc = _read_status(args, conf)
-    if doc is None or not isinstance(doc.get("pid"), int) or doc.get("state") == "stopped":
+    if doc is None or valid_pid(doc.get("pid")) is None or doc.get("state") == "stopped":
         print("moby-agent health: no running agent in the status file", file=sys.stderr)
         return 1
     before = doc.get("heartbeat")
-    try:
-        os.kill(doc["pid"], signal.SIGUSR1)
-    except ProcessLookupError:
-        print(f"moby-agent health: pid {doc['pid']} is not running", file=sys.stderr)
+    if _signal_agent(args, doc, signal.SIGUSR1) is None:
+        print(f"moby-agent health: pid {doc['pid']} is not a running moby-agent", file=sys.stderr)
         return 1
     deadline = time.monotonic() + args.timeout
     while time.monotonic() < deadline:
@@ -190,23 +266,28 @@ def _cmd_config(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     top = under(args.root, database.base(dbs.mount_point, name))
     try:
         if args.verb == "path":
-            print(database.path(database.base(dbs.mount_point, name), args.key))
+            print(printable(database.path(database.base(dbs.mount_point, name), args.key)))
             return 0
         if args.verb == "exists":
             return 0 if database.exists(top, args.key) else 1
         if args.verb == "dir":
-            print("\n".join(database.listdir(top, args.key)))
+            print("\n".join(printable(k) for k in database.listdir(top, args.key)))
             return 0
         if args.verb == "find":
-            print("\n".join(database.find(top, args.key)))
+            print("\n".join(printable(k) for k in database.find(top, args.key)))
             return 0
-        value = database.get(top, args.key)
-    except database.DatabaseError as exc:
-        print(f"mobyconfig: {exc}", file=sys.stderr)
+        value = database.get_bytes(top, args.key)
+    except (database.DatabaseError, OSError) as exc:
+        print(f"mobyconfig: {printable(exc)}", file=sys.stderr)
         return 1
     if value is None:
         return 1
-    sys.stdout.write(value)
+    if sys.stdout.isatty():  # a person reads it: no terminal control from the host
+        text = value.decode("utf-8", "replace")
+        sys.stdout.write("\n".join(printable(line) for line in text.split("\n")))
+    else:  # a script reads it (mobyconfig get): the bytes exactly
+        sys.stdout.flush()
+        sys.stdout.buffer.write(value)
     return 0
 
 
@@ -218,7 +299,7 @@ def _cmd_watch(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     paths = watch_list(path)
     if args.verb == "list":
         for p in list(conf.watch.shares) + paths:
-            print(p)
+            print(printable(p))
         return 0
     if not args.path or not args.path.startswith("/"):
         print("moby-agent watch: give an absolute path, e.g. /C/src", file=sys.stderr)
@@ -227,10 +308,11 @@ def _cmd_watch(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
         paths.append(args.path)
     elif args.verb == "remove" and args.path in paths:
         paths.remove(args.path)
+    if ".." in args.path.split("/") or not args.path.isprintable():
+        print("moby-agent watch: give a plain absolute path (no '..')", file=sys.stderr)
+        return 2
     write_atomic(path, (json.dumps(paths) + "\n").encode())
-    doc = _read_status(args, conf)
-    if doc and isinstance(doc.get("pid"), int) and doc.get("state") != "stopped" and pid_alive(doc["pid"]):
-        os.kill(doc["pid"], signal.SIGHUP)  # the running agent picks it up now
+    _signal_agent(args, _read_status(args, conf), signal.SIGHUP)  # the running agent picks it up now
     return 0
 
 
@@ -270,11 +352,14 @@ def _cmd_run(args: argparse.Namespace, conf: agentconfig.AgentConfig, config_pat
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     explicit = args.config != agentconfig.DEFAULT_PATH
-    config_path = under(args.root, args.config)
     try:
+        config_path = under(args.root, args.config)
         conf = agentconfig.load(config_path, required=explicit)
     except agentconfig.ConfigError as exc:
         print(f"moby-agent: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # --config leaving --root
+        print(f"moby-agent: configuration error: {printable(exc)}", file=sys.stderr)
         return 2
     _setup_logging(conf.log_level)
     try:
@@ -292,7 +377,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         }
         return commands[args.command](args, conf)
     except kvp.KvpError as exc:
-        print(f"moby-agent: {exc}; nothing was written", file=sys.stderr)
+        print(f"moby-agent: {printable(exc)}; nothing was written", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # a path leaving --root, a file that is not one: said, not a traceback
+        print(f"moby-agent: {printable(exc)}", file=sys.stderr)
+        return 1

@@ -286,7 +286,8 @@ def update_pool(path: str, changes: Mapping[str, Optional[str]], create: bool = 
         os.close(fd)
 
 
-def write_guest_items(pool_dir: str, pool: int, changes: Mapping[str, Optional[str]], create: bool = True) -> bool:
+def write_guest_items(pool_dir: str, pool: int, changes: Mapping[str, Optional[str]], create: bool = True,
+                      should_stop: Optional[Callable[[], bool]] = None, timeout: Optional[float] = None) -> bool:
     """update_pool for the guest pool only; the other pools belong to the
     host and the daemon. create=False: a missing pool file stays missing
     (False is returned)."""
@@ -294,4 +295,4 @@ def write_guest_items(pool_dir: str, pool: int, changes: Mapping[str, Optional[s
         raise KvpError(
             f"pool {pool} is written by the host and hv_kvp_daemon; the guest writes pool {GUEST_POOL} only"
         )
-    return update_pool(pool_path(pool_dir, pool), changes, create)
+    return update_pool(pool_path(pool_dir, pool), changes, create, should_stop, timeout)
