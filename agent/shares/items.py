@@ -188,13 +188,13 @@ class ShareSpec:
         return shown + ["password=***"]
 
 
-def _shown_name(name: str) -> str:
-    """An option name as a problem may repeat it: only a name from the
-    allow-list or the known mount option names, never a word that may be
-    part of a password."""
+def _named(name: str) -> str:
+    """An option as a problem names it: by name only when it is one from the
+    allow-list or a known mount option, never a word that may be part of a
+    password whose comma was not doubled."""
     if name in FLAGS or name in _VALUED or name in KNOWN_NAMES or name in USER_NAMES or name in PASSWORD_NAMES:
-        return repr(name)
-    return "(not shown: a word that is no mount option, maybe part of a password; write a password's commas as ,,)"
+        return f"option {name!r}"
+    return "an option that is no mount option (not shown: it may be part of a password; write its commas as ,,)"
 
 
 def _shown_path(what: str, path: str) -> str:
@@ -370,7 +370,7 @@ def _options(text: str, limits: Limits, creds: Dict[str, str]) -> Tuple[str, ...
     """Validate options; credentials (username, password, domain) are moved to
     `creds`, everything else is returned in order. A problem names the
     option, never its value, and never a word that may be part of a
-    password (_shown_name)."""
+    password (_named)."""
     out: List[str] = []
     seen = set()
     parts = [p for p in _tokens(text) if p != ""] if text else []
@@ -380,7 +380,7 @@ def _options(text: str, limits: Limits, creds: Dict[str, str]) -> Tuple[str, ...
         name, eq, value = part.partition("=")
         name = name.strip().lower()
         if name in seen:
-            raise ShareError(f"option {_shown_name(name)} is given twice")
+            raise ShareError(f"{_named(name)} is given twice")
         seen.add(name)
         if name in ("password", "pass"):
             if "\n" in value or "\r" in value or "\0" in value:
@@ -390,9 +390,9 @@ def _options(text: str, limits: Limits, creds: Dict[str, str]) -> Tuple[str, ...
             creds["password"] = value
             continue
         if any(c in value for c in "\0\n\r"):
-            raise ShareError(f"option {_shown_name(name)} contains a line break or NUL")
+            raise ShareError(f"{_named(name)} contains a line break or NUL")
         if _MARKER.search(part):  # "username=me password=x": a password inside another option
-            raise ShareError(f"option {_shown_name(name)} has a password inside it; separate options with ','")
+            raise ShareError(f"{_named(name)} has a password inside it; separate options with ','")
         if name in ("username", "user"):
             if (not value or len(value) > MAX_USERNAME or not value.isprintable()
                     or any(c in value for c in _USERNAME_FORBIDDEN)):
@@ -432,7 +432,7 @@ def _options(text: str, limits: Limits, creds: Dict[str, str]) -> Tuple[str, ...
             out.append(f"sec={value}")
         else:
             allowed = ", ".join(sorted(FLAGS | _VALUED))
-            raise ShareError(f"option {_shown_name(name)} is not allowed (allowed: {allowed})")
+            raise ShareError(f"{_named(name)} is not allowed (allowed: {allowed})")
     return tuple(out)
 
 
