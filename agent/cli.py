@@ -10,7 +10,7 @@ import time
 from typing import List, Optional
 
 from agent import __version__, agentconfig, kvp
-from agent.system import AGENT_NAMES, pid_is, printable, process_args, read_text, under, valid_pid
+from agent.system import AGENT_NAMES, pid_is, printable, process_args, read_json, read_text, under, valid_pid
 
 log = logging.getLogger("moby-agent")
 
@@ -160,18 +160,12 @@ def _valid_status(doc: object) -> Optional[dict]:
 
 
 def _read_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> Optional[dict]:
-    from agent.settings.database import loads_limited
-
     try:
-        text = read_text(under(args.root, conf.status.file), STATUS_LIMIT)
+        doc = read_json(under(args.root, conf.status.file), STATUS_LIMIT, 16)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
+        return None
     except OSError as exc:  # a symlink, a FIFO, a directory, too large: not the agent's file
         print(f"moby-agent: {printable(conf.status.file)}: {printable(exc.strerror or exc)}", file=sys.stderr)
-        return None
-    if text is None:
-        return None
-    try:
-        doc = loads_limited(text, 16)
-    except ValueError:
         return None
     return _valid_status(doc)
 

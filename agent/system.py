@@ -5,7 +5,7 @@ import os
 import stat
 import subprocess
 import time
-from typing import Callable, Iterable, List, Optional, Tuple
+from typing import Callable, Iterable, List, Optional, Tuple, Union
 
 
 class UnsafePath(OSError):
@@ -160,6 +160,7 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
 
 
 READ_LIMIT = 16 << 20  # no file the agent reads is anywhere near this
+MAX_JSON_DEPTH = 64  # nesting of a JSON value (json.loads recurses: RecursionError near 1000)
 
 
 def read_bytes_safely(path: str, limit: int = READ_LIMIT) -> bytes:
@@ -360,6 +361,64 @@ def processes_named(root: str, name: str) -> List[int]:
         if comm is not None and comm.strip() == name[:15]:
             found.append(int(entry))
     return found
+
+
+def json_depth(text: Union[str, bytes], limit: int = MAX_JSON_DEPTH) -> int:
+    """The nesting depth of a JSON text's arrays and objects (strings
+    skipped), counted without recursion; stops counting past `limit`."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    depth = deepest = 0
+    in_string = escaped = False
+    for c in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif c == "\\":
+                escaped = True
+            elif c == '"':
+                in_string = False
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif c in "]}":
+            depth -= 1
+    return deepest
+
+
+def loads_limited(text: Union[str, bytes], limit: int = MAX_JSON_DEPTH) -> object:
+    """json.loads, refusing (ValueError) a value nested deeper than `limit`
+    before parsing it: a deep daemon.json in the database must be a
+    problem, not a RecursionError that kills the agent."""
+    import json
+
+    if json_depth(text, limit) > limit:
+        raise ValueError(f"JSON nested deeper than {limit} levels")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
+def read_json(path: str, limit: int = 1 << 20, max_depth: int = 32) -> object:
+    """A JSON file the agent keeps (status.json, shares.json, watch.json),
+    read as if it came from the host: no symlink followed, no FIFO waited
+    on, at most `limit` bytes, nested at most `max_depth` levels.
+    FileNotFoundError when absent; UnsafePath (OSError) or ValueError
+    otherwise. The caller still checks the shape it expects."""
+    return loads_limited(read_bytes_safely(path, limit), max_depth)
+
+
+def confirmed_pid(path: str, names: Iterable[str], proc: str = "/proc") -> Optional[int]:
+    """The pid in a pid file (read_pid) only if /proc confirms it is one of
+    `names` (pid_is): e.g. confirmed_pid(docker.pidfile, DOCKERD_NAMES)."""
+    pid = read_pid(path)
+    return pid if pid is not None and pid_is(pid, names, proc) else None
 
 
 class CommandResult:

@@ -12,7 +12,7 @@ import shlex
 import stat
 from typing import Dict, List, Optional, Tuple, Union
 
-from agent.system import file_kind, printable
+from agent.system import file_kind, json_depth, loads_limited, printable
 
 NOT_FOUND = "Could not find database configuration information"
 IMMUTABLE = "Configuration is immutable"
@@ -63,7 +63,8 @@ def path(root: str, key: str) -> str:
 
 MAX_KEYS = 10_000  # keys in one tree
 MAX_DEPTH = 32  # directory levels
-MAX_JSON_DEPTH = 64  # nesting of a JSON value (json.loads recurses: RecursionError near 1000)
+MAX_JSON_DEPTH = 64  # as agent.system.MAX_JSON_DEPTH
+__all__ = ["json_depth", "loads_limited"]  # re-exported from agent.system
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
@@ -301,45 +302,3 @@ def copy_mode(key: str, data: Value) -> int:
     if name.endswith(".key") or name.endswith("key.pem") or _PRIVATE.search(raw):
         return 0o600
     return 0o644
-
-
-def json_depth(text: Union[str, bytes], limit: int = MAX_JSON_DEPTH) -> int:
-    """The nesting depth of a JSON text's arrays and objects (strings
-    skipped), counted without recursion; stops counting past `limit`."""
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    depth = deepest = 0
-    in_string = escaped = False
-    for c in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif c == "\\":
-                escaped = True
-            elif c == '"':
-                in_string = False
-        elif c == '"':
-            in_string = True
-        elif c in "[{":
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > limit:
-                    return deepest
-        elif c in "]}":
-            depth -= 1
-    return deepest
-
-
-def loads_limited(text: Union[str, bytes], limit: int = MAX_JSON_DEPTH) -> object:
-    """json.loads, refusing (ValueError) a value nested deeper than `limit`
-    before parsing it: a deep daemon.json in the database must be a
-    problem, not a RecursionError that kills the agent."""
-    import json
-
-    if json_depth(text, limit) > limit:
-        raise ValueError(f"JSON nested deeper than {limit} levels")
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValueError("JSON nested too deeply") from None

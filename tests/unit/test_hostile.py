@@ -542,3 +542,33 @@ def test_a_fifo_as_agent_toml_is_a_config_error_not_a_hang(tmp_path):
     os.mkfifo(tmp_path / "agent.toml")
     with deadline(5), pytest.raises(agentconfig.ConfigError):
         agentconfig.load(str(tmp_path / "agent.toml"))
+
+
+def test_read_json_and_confirmed_pid(tmp_path):
+    from agent.system import DOCKERD_NAMES, confirmed_pid, read_json
+
+    (tmp_path / "ok.json").write_text('{"a": [1]}')
+    assert read_json(str(tmp_path / "ok.json")) == {"a": [1]}
+    (tmp_path / "deep.json").write_text("[" * 5000 + "]" * 5000)
+    with pytest.raises(ValueError):
+        read_json(str(tmp_path / "deep.json"))
+    (tmp_path / "link.json").symlink_to(tmp_path / "ok.json")
+    os.mkfifo(tmp_path / "fifo.json")
+    with deadline(5):
+        for name in ("link.json", "fifo.json"):
+            with pytest.raises(OSError):
+                read_json(str(tmp_path / name))
+    fake = tmp_path / "dockerd"
+    shutil.copy("/bin/sleep", fake)
+    dockerd = subprocess.Popen([str(fake), "30"])
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        time.sleep(0.1)
+        (tmp_path / "docker.pid").write_text(f"{dockerd.pid}\n")
+        assert confirmed_pid(str(tmp_path / "docker.pid"), DOCKERD_NAMES) == dockerd.pid
+        (tmp_path / "docker.pid").write_text(f"{other.pid}\n")  # a stale pid, reused
+        assert confirmed_pid(str(tmp_path / "docker.pid"), DOCKERD_NAMES) is None
+    finally:
+        for p in (dockerd, other):
+            p.kill()
+            p.wait()
