@@ -29,7 +29,8 @@ def resolve_under(root: str, path: str, follow_last: bool = True) -> str:
     """`path` (absolute, as the guest sees it) resolved under `root` the way
     a chroot would: symlinks are followed inside the root (an absolute
     target is taken from the root), a `..` in `path` is refused, and a link
-    whose target climbs above the root raises UnsafePath. The part that
+    whose target climbs above the root raises UnsafePath (a target naming
+    the root's own host path is taken as inside it). The part that
     does not exist yet is appended as it is. follow_last=False leaves the
     last component unresolved (so that O_NOFOLLOW still sees it)."""
     if _is_root(root):
@@ -64,6 +65,8 @@ def resolve_under(root: str, path: str, follow_last: bool = True) -> str:
             if links > _MAX_LINKS:
                 raise UnsafePath(errno.ELOOP, f"{printable(path)}: too many levels of symbolic links")
             target = os.readlink(current)
+            if target == top or target.startswith(top + "/"):
+                target = target[len(top):] or "/"  # a link made on the host side to a place inside the root
             if target.startswith("/"):
                 done = []
             todo = _parts(target) + todo

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -307,6 +308,8 @@ def test_under_refuses_dotdot_and_resolves_symlinks_inside_the_root(tmp_path):
     assert under(r, "/etc/abs") == os.path.join(os.path.realpath(r), "etc", "abs")  # the last one is opened O_NOFOLLOW
     assert under(r, "/new/dir/file") == os.path.join(os.path.realpath(r), "new", "dir", "file")
     assert under("/", "/etc/passwd") == "/etc/passwd"
+    (root / "hostside").symlink_to(root / "etc")  # made on the host side, pointing inside the root
+    assert resolve_under(r, "/hostside/x") == os.path.join(os.path.realpath(r), "etc", "x")
 
 
 # ---- 6. text from outside ------------------------------------------------------
@@ -572,3 +575,71 @@ def test_read_json_and_confirmed_pid(tmp_path):
         for p in (dockerd, other):
             p.kill()
             p.wait()
+
+
+tree_entries = st.lists(st.tuples(
+    st.sampled_from(["a", "etc", "etc/docker", "etc/docker/certs.d", "x/y/z"]),
+    st.text(alphabet="abcz._-\x1b\n ", min_size=1, max_size=8),
+    st.sampled_from(["text", "binary", "symlink-out", "symlink-in", "symlink-dir", "loop", "fifo", "socket", "big",
+                     "mode-000", "dir"]),
+    st.binary(max_size=64)), max_size=12)
+
+
+@given(tree_entries)
+def test_read_tree_checked_never_raises_and_accounts_for_every_entry(tmp_path_factory, entries):
+    from agent.settings import database
+
+    base = tmp_path_factory.mktemp("t")
+    top = base / "db"
+    top.mkdir()
+    (base / "outside").write_text("QXQX")
+    made = {}
+    for directory, name, kind, data in entries:
+        if "/" in name or name in (".", ".."):
+            continue
+        d = top / directory
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            continue
+        path = d / name
+        if os.path.lexists(path):
+            continue
+        if kind == "text":
+            path.write_text(data.decode("latin-1").replace("Q", "q").replace("X", "x"))
+        elif kind == "binary":
+            path.write_bytes(b"\xff" + data)
+        elif kind == "symlink-out":
+            path.symlink_to(base / "outside")
+        elif kind == "symlink-in":
+            path.symlink_to(top)
+        elif kind == "symlink-dir":
+            path.symlink_to("..")
+        elif kind == "loop":
+            path.symlink_to(name)
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "socket":
+            os.mknod(path, stat.S_IFSOCK | 0o600)
+        elif kind == "big":
+            with open(path, "wb") as f:
+                f.truncate(database.MAX_FILE + 1)
+        elif kind == "mode-000":
+            path.write_text("x")
+            path.chmod(0)
+        else:
+            path.mkdir()
+            continue
+        made[f"{directory}/{name}"] = (kind, data)
+    with deadline(10):
+        tree, problems = database.read_tree_checked(str(top))
+    for key, (kind, data) in made.items():
+        if not re.fullmatch(r"[A-Za-z0-9._/-]+", key):  # not a plain key: a problem, named printably
+            assert key not in tree and printable(key) in problems, key
+            continue
+        if kind == "binary":
+            assert tree.get(key) == b"\xff" + data  # byte-exact
+        if kind in ("symlink-out", "symlink-in", "symlink-dir", "loop", "fifo", "socket", "big"):
+            assert key not in tree
+    assert all("QXQX" not in str(v) for v in tree.values())
+    assert all(str(k).isprintable() and str(v).isprintable() for k, v in problems.items())
