@@ -133,14 +133,9 @@ def _cmd_plan(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
 
 
 def _read_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> Optional[dict]:
-    text = read_text(under(args.root, conf.status.file))
-    if text is None:
-        return None
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        return None
-    return doc if isinstance(doc, dict) else None
+    from agent import status
+
+    return status.load(under(args.root, conf.status.file))
 
 
 def _cmd_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
@@ -149,8 +144,7 @@ def _cmd_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     if doc is None:
         print(f"moby-agent is not running (no status in {conf.status.file})", file=sys.stderr)
         return 1
-    alive = doc.get("state") != "stopped" and isinstance(doc.get("pid"), int) and pid_alive(doc["pid"])
-    text, code = status.describe(doc, alive)
+    text, code = status.describe(doc, status.alive(doc, args.root in ("", "/")))
     print(json.dumps(doc, indent=2, sort_keys=True) if args.json else text)
     return code
 
