@@ -12,7 +12,7 @@ its EXECUTORS.
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 from agent import kvp
 from agent.agentconfig import AgentConfig
@@ -26,7 +26,7 @@ from agent.settings.plan import HostInputs, plan_host
 from agent.shares import apply as shares_apply
 from agent.shares.items import Limits
 from agent.shares.mountinfo import MountEntry, parse_mountinfo
-from agent.shares.plan import Retry, SharesState, plan_shares
+from agent.shares.plan import Retry, SharePlan, SharesState, plan_shares
 from agent.system import read_text, under, write_atomic
 
 log = logging.getLogger("moby-agent")
@@ -56,6 +56,10 @@ class Observation:
     retries: Mapping[str, Retry] = field(default_factory=dict)
     host_inputs: HostInputs = HostInputs()
     conf: AgentConfig = AgentConfig()
+    # What could not be observed (a bug, an unforeseen input): reported, and
+    # those capabilities are not planned this pass.
+    errors: Tuple[Problem, ...] = ()
+    failed: FrozenSet[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -70,6 +74,21 @@ class Plan:
         return {"actions": [a.as_dict() for a in self.actions], "problems": [p.text for p in self.problems]}
 
 
+# Tracebacks already logged, by capability and text: each new failure of a
+# capability's code is logged once with its traceback, not at every pass.
+_LOGGED: Set[Tuple[str, str]] = set()
+
+
+def _crashed(capability: str, stage: str, exc: BaseException) -> Problem:
+    """A bug or an unforeseen input in one capability's code: a problem of
+    that capability; the others and the loop go on."""
+    text = f"{capability}: {stage} failed unexpectedly ({type(exc).__name__}: {exc}); nothing of it was changed"
+    if (capability, text) not in _LOGGED:
+        _LOGGED.add((capability, text))
+        log.error("%s", text, exc_info=exc)
+    return Problem(capability, stage, text)
+
+
 def observe(
     conf: AgentConfig,
     root: str,
@@ -79,18 +98,39 @@ def observe(
     pool_dir: Optional[str] = None,
 ) -> Observation:
     """pool_dir: the pool directory in use (a running agent keeps the one it
-    started with: kvp.pool_dir changes only at restart)."""
+    started with: kvp.pool_dir changes only at restart). A capability whose
+    observation raises is left out of this pass's plan (never planned from a
+    blank it did not see) and reported."""
     live = root in ("", "/")
-    pool_dir_exists, pools = hostitems.observe_pools(under(root, pool_dir or conf.kvp.pool_dir))
-    mounts = parse_mountinfo(read_text(under(root, "/proc/self/mountinfo")) or "")
-    shares, problem = shares_apply.load_shares(under(root, conf.shares.state_file))
-    # Mounts are tried at once; only after a failure does the route to the
-    # host tell "the network is not up yet" (wait for netlink events) from
-    # "the server refused or is down" (back off). This keeps pyroute2's
-    # import off the first mount's path.
-    network_ok = network(conf.host.address) if retries and live else None
+    errors: List[Problem] = []
+    failed: Set[str] = set()
+    pool_dir_exists, pools = False, {HOST_POOL: kvp.Pool(()), kvp.GUEST_POOL: kvp.Pool(())}
+    try:
+        pool_dir_exists, pools = hostitems.observe_pools(under(root, pool_dir or conf.kvp.pool_dir))
+    except Exception as exc:  # noqa: BLE001 - reported against the capability
+        errors.append(_crashed("pool", "observe", exc))
+        failed |= {"pool", "shares"}  # the shares are planned from pool 0's items
+    mounts: Tuple[MountEntry, ...] = ()
+    shares, problem, network_ok = SharesState(), None, None
+    try:
+        mounts = parse_mountinfo(read_text(under(root, "/proc/self/mountinfo")) or "")
+        shares, problem = shares_apply.load_shares(under(root, conf.shares.state_file))
+        # Mounts are tried at once; only after a failure does the route to
+        # the host tell "the network is not up yet" (wait for netlink
+        # events) from "the server refused or is down" (back off). This
+        # keeps pyroute2's import off the first mount's path.
+        network_ok = network(conf.host.address) if retries and live else None
+    except Exception as exc:  # noqa: BLE001
+        errors.append(_crashed("shares", "observe", exc))
+        failed |= {"shares", "database"}  # both read the mount table
+    host_inputs = HostInputs()
+    try:
+        host_inputs = settings_apply.observe_host(conf, root, mounts, live)
+    except Exception as exc:  # noqa: BLE001
+        errors.append(_crashed("docker_config", "observe", exc))
+        failed |= {"database", "docker_config", "network"}
     return Observation(
-        host_inputs=settings_apply.observe_host(conf, root, mounts, live),
+        host_inputs=host_inputs,
         conf=conf,
         pool_dir_exists=pool_dir_exists,
         pools=pools,
@@ -103,24 +143,42 @@ def observe(
         network_ok=network_ok,
         now=time.monotonic(),
         retries=dict(retries or {}),
+        errors=tuple(errors),
+        failed=frozenset(failed),
     )
+
+
+def _plan_part(capability: str, obs: Observation, make: Callable[[], PlanPart],
+               needs: Tuple[str, ...] = ()) -> PlanPart:
+    if obs.failed & {capability, *needs}:
+        return PlanPart()
+    try:
+        return make()
+    except Exception as exc:  # noqa: BLE001 - one capability's bug stops only its own plan
+        return PlanPart(problems=(_crashed(capability, "plan", exc),))
 
 
 def plan(obs: Observation) -> Plan:
     """Pure: the same observation always gives the same plan."""
     host = obs.pools.get(HOST_POOL, kvp.Pool(()))
-    pool = hostitems.plan_pool(obs.conf.kvp.pool_dir, obs.pool_dir_exists, host, obs.seen_host_items)
-    shares = plan_shares(host.items, obs.shares, obs.mounts, obs.host, obs.limits, obs.network_ok, obs.now,
-                         obs.retries)
-    state_problem = PlanPart(problems=(
-        Problem("shares", obs.conf.shares.state_file, obs.shares_problem, "warning"),
-    )) if obs.shares_problem else PlanPart()
     s = obs.conf
-    settings = plan_host(obs.host_inputs, mount_point=s.database.mount_point, tag=s.database.tag,
-                         options=s.database.options, daemon_json=s.docker.daemon_json)
-    network = plan_network(obs.host_inputs.database or {}, obs.host_inputs.interface, obs.host_inputs.net)
-    actions, problems, notes = merge_parts((pool, state_problem, shares, settings, network))
-    return Plan(actions, problems, shares.drive_states, shares.waiting_for_network, notes)
+    pool = _plan_part("pool", obs, lambda: hostitems.plan_pool(s.kvp.pool_dir, obs.pool_dir_exists, host,
+                                                              obs.seen_host_items))
+    shares = _plan_part("shares", obs, lambda: plan_shares(host.items, obs.shares, obs.mounts, obs.host,
+                                                           obs.limits, obs.network_ok, obs.now, obs.retries))
+    state_problem = PlanPart(problems=(
+        Problem("shares", s.shares.state_file, obs.shares_problem, "warning"),
+    )) if obs.shares_problem else PlanPart()
+    settings = _plan_part("docker_config", obs, lambda: plan_host(
+        obs.host_inputs, mount_point=s.database.mount_point, tag=s.database.tag, options=s.database.options,
+        daemon_json=s.docker.daemon_json), needs=("database",))
+    network = _plan_part("network", obs, lambda: plan_network(obs.host_inputs.database or {},
+                                                              obs.host_inputs.interface, obs.host_inputs.net))
+    actions, problems, notes = merge_parts((PlanPart(problems=obs.errors), pool, state_problem, shares, settings,
+                                            network))
+    drive_states = shares.drive_states if isinstance(shares, SharePlan) else {}
+    waiting = shares.waiting_for_network if isinstance(shares, SharePlan) else False
+    return Plan(actions, problems, drive_states, waiting, notes)
 
 
 @dataclass

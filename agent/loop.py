@@ -89,6 +89,8 @@ class Agent:
         self.rerun = False
         self.waiting_for_network = False
         self._logged_problems: Set[str] = set()
+        self._live_reload_error: Optional[str] = None
+        self._pass_crash: Optional[str] = None
         self._stop = False
         self._hup = False
         self._usr1 = False
@@ -125,7 +127,13 @@ class Agent:
             "actions": len(plan.actions),
             "failed": sum(1 for o in outcomes if not o.ok),
         }
-        self._update_watch()
+        try:
+            self._update_watch()
+        except Exception as exc:  # noqa: BLE001 - live reload's bug must not stop the shares
+            self._live_reload_error = f"live reload failed unexpectedly ({type(exc).__name__}: {exc})"
+            log.error("%s", self._live_reload_error, exc_info=exc)
+        else:
+            self._live_reload_error = None
         self.report(obs)
         return all(o.ok for o in outcomes)
 
@@ -157,6 +165,21 @@ class Agent:
             note = plan.notes.get(name, Note("", active=False))
             self.capabilities[name] = capability_state(name, note, plan.problems, outcomes)
 
+    def _safe_pass(self) -> bool:
+        """run_pass, surviving anything it raises (logged once with its
+        traceback): the loop goes on and the next wake-up tries again.
+        Returns whether another pass is due at once."""
+        try:
+            self.run_pass()
+        except Exception as exc:  # noqa: BLE001
+            text = f"a pass failed unexpectedly ({type(exc).__name__}: {exc})"
+            if text != self._pass_crash:
+                log.error("%s; the agent goes on", text, exc_info=exc)
+            self._pass_crash = text
+            return False
+        self._pass_crash = None
+        return self.rerun  # e.g. the database was just mounted: read it now
+
     # ---- reporting --------------------------------------------------------
 
     def document(self, state: Optional[str] = None) -> Dict[str, Any]:
@@ -178,7 +201,9 @@ class Agent:
                     "error": r.error}
             for drive, r in sorted(self.memory.retries.items())
         }
-        if self.share_watcher is not None:
+        if self._live_reload_error:
+            doc["capabilities"]["live_reload"] = capability("error", None, self._live_reload_error)
+        elif self.share_watcher is not None:
             stats = self.share_watcher.stats.as_dict()
             doc["watch"] = stats
             roots = ", ".join(stats.get("roots") or []) or "no root yet"
@@ -270,8 +295,7 @@ class Agent:
             due = True
             while not self._stop:
                 if due:
-                    self.run_pass()
-                    due = self.rerun  # e.g. the database was just mounted: read it now
+                    due = self._safe_pass()
                 if self._stop:
                     break
                 fds = [watcher.fileno(), rfd] + ([links.fileno()] if links else [])

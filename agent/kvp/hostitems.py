@@ -80,15 +80,25 @@ def plan_pool(
     return PlanPart(tuple(actions), tuple(problems), {"pool": note})
 
 
+# At most this many items are logged one by one per pass; the rest as a count
+# (a pool of 100,000 items would otherwise write 100,000 lines at start).
+LOGGED_ITEMS = 50
+
+
 def _note_host_items(action: NoteHostItems, ctx: "Context") -> None:
     from agent.shares.items import redact_item
 
     items: Mapping[str, str] = dict(action.items)
-    for key in action.added + action.changed:
-        verb = "added" if key in action.added else "changed"
+    added = set(action.added)  # a set: `in` on the tuple made a large pool quadratic
+    changes = list(action.added) + list(action.changed)
+    for key in changes[:LOGGED_ITEMS]:
+        verb = "added" if key in added else "changed"
         log.info("pool %d: item %s %s: %s", codec.HOST_POOL, key, verb, redact_item(key, items[key]))
-    for key in action.removed:
+    for key in action.removed[: max(0, LOGGED_ITEMS - len(changes))]:
         log.info("pool %d: item %s removed", codec.HOST_POOL, key)
+    more = len(changes) + len(action.removed) - LOGGED_ITEMS
+    if more > 0:
+        log.info("pool %d: %d more items added, changed or removed (not listed)", codec.HOST_POOL, more)
     ctx.memory.seen_host_items = action.items
 
 
