@@ -11,10 +11,13 @@ import shutil
 import socket
 import subprocess
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Union
 
-from agent import kvp
+from agent import kvp, status
 from agent.agentconfig import AgentConfig
+from agent.network.apply import route_via
+from agent.settings import database
+from agent.shares.mountinfo import parse_mountinfo
 from agent.system import processes_named, read_text, under
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -80,7 +83,7 @@ class Doctor:
         address = self.s.host.address
         if not self.live:
             return [Check(WARN, "host", f"not probed under --root {self.root}")]
-        via = _route_gateway(address)
+        via = route_via(address)
         if via is None:
             return [Check(FAIL, "host", f"no route to {address}: is eth0 up on the DockerNAT switch (10.0.75.0/24)?")]
         if via:
@@ -103,18 +106,18 @@ class Doctor:
         return [Check(OK, "host", f"{address} is on-link"), Check(OK, "smb", f"{address}:445 answers")]
 
     def database(self) -> List[Check]:
-        cmdline = read_text(self.p(self.s.database.cmdline)) or ""
-        label = self.s.database.label + "="
+        # The agent's own readings of the command line and the mount table.
+        dbs = self.s.database
+        name = database.parse_cmdline(read_text(self.p(dbs.cmdline)) or "", dbs.label)
         checks = []
-        if label in cmdline:
-            checks.append(Check(OK, "database", f"{self.s.database.label} is on the kernel command line"))
+        if name is not None:
+            checks.append(Check(OK, "database", f"{dbs.label} names database {name!r}"))
         else:
-            checks.append(
-                Check(WARN, "database", f"no {self.s.database.label}= on the kernel command line: local settings only")
-            )
-        mounts = read_text(self.p("/proc/self/mountinfo")) or ""
-        mount_point = self.s.database.mount_point
-        if any(line.split()[4] == mount_point for line in mounts.splitlines() if len(line.split()) > 4):
+            checks.append(Check(WARN, "database", f"no usable {dbs.label}=NAME on the kernel command line (absent, "
+                                "empty or malformed): local settings only"))
+        mounts = parse_mountinfo(read_text(self.p("/proc/self/mountinfo")) or "")
+        mount_point = dbs.mount_point
+        if any(m.target == mount_point for m in mounts):
             checks.append(Check(OK, "database", f"{mount_point} is mounted"))
         else:
             checks.append(Check(WARN, "database", f"{mount_point} is not mounted: the host's settings are not read"))
@@ -144,18 +147,21 @@ class Doctor:
             return Check(FAIL, "dockerd", f"dockerd does not answer: {problem}; `rc-service docker restart`")
         return Check(OK, "dockerd", f"dockerd answers on {self.s.docker.socket}")
 
-    def watch(self) -> List[Check]:
-        text = read_text(self.p(self.s.status.file))
-        try:
-            watch = json.loads(text).get("watch") if text else None
-        except (ValueError, AttributeError):
-            watch = None
-        if not watch:
-            return []
-        why = watch.get("why")
-        if why:  # the last thing that degraded the watch, cleared once it no longer holds
-            return [Check(WARN, "watch", f"{why}: host-side edits there may reach no guest watcher")]
-        return [Check(OK, "watch", f"{watch.get('directories')} directories watched for host-side changes")]
+    def agent(self) -> List[Check]:
+        """The running agent's own view, from its status file: the same
+        capability states `moby-agent status` and pool 1 show."""
+        doc = status.load(self.p(self.s.status.file))
+        if doc is None or not status.alive(doc, self.live):
+            return [Check(FAIL, "agent", "moby-agent is not running; `rc-service moby-agent start`")]
+        checks = []
+        for name, cap in sorted((doc.get("capabilities") or {}).items()):
+            state = cap.get("state")
+            level = {"error": FAIL, "warning": WARN, "waiting": WARN}.get(state, OK)
+            text = f"{state}: {cap.get('last_error') or cap.get('last_action') or ''}".rstrip(": ")
+            if name == "live_reload" and state == "warning":
+                text += "; host-side edits there may reach no guest watcher"
+            checks.append(Check(level, name, text))
+        return checks
 
     def rc_status(self) -> Check:
         if not self.live or shutil.which("rc-status") is None:
@@ -181,7 +187,7 @@ class Doctor:
         checks: List[Check] = []
         steps: List[Callable[[], Union[Check, List[Check]]]] = [
             self.vmbus, self.kvp_daemon, self.pools, self.host, self.database, self.daemon_json, self.dockerd,
-            self.rc_status, self.watch,
+            self.rc_status, self.agent,
         ]
         for step in steps:
             try:
@@ -190,19 +196,3 @@ class Doctor:
                 result = Check(FAIL, step.__name__, f"the check itself failed: {exc}")
             checks.extend(result if isinstance(result, list) else [result])
         return checks
-
-
-def _route_gateway(address: str) -> Optional[str]:
-    """'' if on-link, the gateway if routed, None if unroutable."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with IPRoute() as ipr:
-        try:
-            routes = ipr.route("get", dst=address)
-        except NetlinkError:
-            return None
-        for route in routes:
-            gateway = route.get_attr("RTA_GATEWAY")
-            return gateway or ""
-    return None

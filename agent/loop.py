@@ -15,16 +15,12 @@ from typing import Any, Callable, Dict, List, Optional, Set
 from agent import hub, kvp, status
 from agent.agentconfig import AgentConfig, ConfigError
 from agent.kvp.poolwatch import PoolWatcher
+from agent.outcome import CAPABILITIES, Note, Outcome, capability, capability_state
+from agent.shares.plan import drive_states_after
 from agent.system import under, write_atomic
 
 log = logging.getLogger("moby-agent")
 
-
-def _describe(action: Any) -> str:
-    if action.name() in ("reload-docker", "restart-docker"):
-        return f"{action.name()} (applied and verified)"
-    target = getattr(action, "path", None) or getattr(action, "target", None) or getattr(action, "address", "")
-    return f"{action.name()} {target}".strip()
 
 # rtnetlink multicast groups: links, IPv4 addresses and routes.
 _RTMGRP_LINK, _RTMGRP_IPV4_IFADDR, _RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
@@ -79,8 +75,10 @@ class Agent:
         self.started = time.time()
         self.passes = 0
         self.last_pass: Optional[Dict[str, Any]] = None
+        # kvp.pool_dir applies only at restart: a reload keeps this one.
+        self.pool_dir = conf.kvp.pool_dir
         self.capabilities: Dict[str, Dict[str, Any]] = {
-            name: status.capability("inactive", "not handled by this version") for name in status.CAPABILITIES
+            name: capability("inactive", "not handled yet") for name in CAPABILITIES
         }
         self.heartbeat = time.time()
         self.drives: Dict[str, str] = {}
@@ -91,6 +89,8 @@ class Agent:
         self.rerun = False
         self.waiting_for_network = False
         self._logged_problems: Set[str] = set()
+        self._live_reload_error: Optional[str] = None
+        self._pass_crash: Optional[str] = None
         self._stop = False
         self._hup = False
         self._usr1 = False
@@ -100,20 +100,21 @@ class Agent:
     def run_pass(self) -> bool:
         """Observe, plan, apply, report. True if every action succeeded."""
         t0 = time.monotonic()
-        obs = hub.observe(self.conf, self.root, self.memory.seen_host_items, self.memory.retries)
+        obs = hub.observe(self.conf, self.root, self.memory.seen_host_items, self.memory.retries,
+                          pool_dir=self.pool_dir)
         plan = hub.plan(obs)
         t_planned = time.monotonic()
         for problem in plan.problems:
-            if problem not in self._logged_problems:  # once per change, not per pass
-                log.warning("%s", problem)
-        self._logged_problems = set(plan.problems)
+            if problem.text not in self._logged_problems:  # once per change, not per pass
+                log.warning("%s", problem.text)
+        self._logged_problems = {p.text for p in plan.problems}
         ctx = hub.Context(self.conf, self.root, self.memory, obs.shares, lambda: self._stop,
                                 self._release_watch)
         outcomes = hub.apply(plan.actions, ctx)
         self.rerun = ctx.rerun
         self.passes += 1
         self.waiting_for_network = plan.waiting_for_network
-        self._update_capabilities(obs, plan, outcomes)
+        self._update_capabilities(plan, outcomes)
         t1 = time.monotonic()
         self.last_pass = {
             "time": status.now_iso(),
@@ -126,7 +127,13 @@ class Agent:
             "actions": len(plan.actions),
             "failed": sum(1 for o in outcomes if not o.ok),
         }
-        self._update_watch()
+        try:
+            self._update_watch()
+        except Exception as exc:  # noqa: BLE001 - live reload's bug must not stop the shares
+            self._live_reload_error = f"live reload failed unexpectedly ({type(exc).__name__}: {exc})"
+            log.error("%s", self._live_reload_error, exc_info=exc)
+        else:
+            self._live_reload_error = None
         self.report(obs)
         return all(o.ok for o in outcomes)
 
@@ -149,89 +156,29 @@ class Agent:
         if self.share_watcher is not None:
             self.share_watcher.release(target)
 
-    def _update_capabilities(
-        self, obs: hub.Observation, plan: hub.Plan, outcomes: List[hub.Outcome]
-    ) -> None:
-        pool_dir = self.conf.kvp.pool_dir
-        if not obs.pool_dir_exists:
-            problem = f"pool directory {pool_dir} does not exist (is hv_kvp_daemon running?)"
-            cap = status.capability("waiting", None, problem)
-        else:
-            failed = [o for o in outcomes if not o.ok]
-            host = obs.pools[hub.HOST_POOL]
-            action = f"read pool {hub.HOST_POOL}: {len(host.items)} items"
-            if failed:
-                cap = status.capability("error", action, failed[0].error)
-            elif plan.problems:
-                cap = status.capability("warning", action, plan.problems[0])
-            else:
-                cap = status.capability("ok", action)
-        self.capabilities["pool"] = cap
-        self._update_shares(plan, outcomes)
-        self._update_host(plan, outcomes)
+    def _update_capabilities(self, plan: hub.Plan, outcomes: List[Outcome]) -> None:
+        """Each capability's state from its own notes, problems and outcomes."""
+        self.drives = drive_states_after(plan.drive_states, outcomes, set(self.memory.retries))
+        for name in CAPABILITIES:
+            if name == "live_reload":
+                continue  # from the watcher, at each report
+            note = plan.notes.get(name, Note("", active=False))
+            self.capabilities[name] = capability_state(name, note, plan.problems, outcomes)
 
-    def _update_host(self, plan: hub.Plan, outcomes: List[hub.Outcome]) -> None:
-        """database, docker_config, network: what the plan said, what its
-        actions did; a failed action or a problem of the capability is its error."""
-        daemon_json = self.conf.docker.daemon_json
-
-        def owner(action: Any) -> str:
-            name = action.name()
-            if name in ("reload-docker", "restart-docker") or getattr(action, "path", None) == daemon_json:
-                return "docker_config"
-            if name in ("set-address", "set-default-route"):
-                return "network"
-            return "database" if name in ("mount-database", "write-file", "apply-sysctl") else ""
-
-        prefixes = {"database": "database", "docker_config": "daemon.json", "network": "network"}
-        for name, prefix in prefixes.items():
-            note = plan.notes.get(name, "")
-            mine = [o for o in outcomes if owner(o.action) == name]
-            done = [o for o in mine if o.ok]
-            if done:
-                note += "; did " + ", ".join(_describe(o.action) for o in done)
-            failed = [o for o in mine if not o.ok]
-            problems = [p for p in plan.problems if p.startswith(prefix)]
-            if failed:
-                cap = status.capability("error", note, failed[0].error)
-            elif problems:
-                cap = status.capability("error", note, problems[0])
-            elif note.startswith(("no com.docker", "not static", "nothing to render")):
-                cap = status.capability("inactive", note)
-            else:
-                cap = status.capability("ok", note)
-            self.capabilities[name] = cap
-
-    def _update_shares(self, plan: hub.Plan, outcomes: List[hub.Outcome]) -> None:
-        states = dict(plan.drive_states)
-        for o in outcomes:
-            drive = getattr(o.action, "drive", None)
-            if drive is None or drive not in states:
-                continue
-            if not o.ok:
-                retry = self.memory.retries.get(drive)
-                when = f"retry in {retry.next_at - time.monotonic():.0f} s" if retry else "not retried"
-                states[drive] = f"failed ({when}): {o.error}"
-            elif states[drive] == "mounting":
-                states[drive] = "mounted"
-        for drive, state in list(states.items()):
-            if state == "mounting":  # every step succeeded
-                states[drive] = "mounted"
-        self.drives = states
-        share_problems = [p for p in plan.problems if p.startswith(("cifsmount", "cifsumount", "share state"))]
-        failing = {d: s for d, s in states.items() if not s.startswith(("mounted", "waiting"))}
-        done = ", ".join(f"{d} {s}" for d, s in sorted(states.items())) or "no drive shared"
-        if failing:
-            cap = status.capability("error", done, "; ".join(f"{d}: {s}" for d, s in sorted(failing.items())))
-        elif share_problems:
-            cap = status.capability("error", done, share_problems[-1])
-        elif any(s.startswith("waiting") for s in states.values()):
-            cap = status.capability("waiting", done)
-        elif states:
-            cap = status.capability("ok", done)
-        else:
-            cap = status.capability("inactive", done)
-        self.capabilities["shares"] = cap
+    def _safe_pass(self) -> bool:
+        """run_pass, surviving anything it raises (logged once with its
+        traceback): the loop goes on and the next wake-up tries again.
+        Returns whether another pass is due at once."""
+        try:
+            self.run_pass()
+        except Exception as exc:  # noqa: BLE001
+            text = f"a pass failed unexpectedly ({type(exc).__name__}: {exc})"
+            if text != self._pass_crash:
+                log.error("%s; the agent goes on", text, exc_info=exc)
+            self._pass_crash = text
+            return False
+        self._pass_crash = None
+        return self.rerun  # e.g. the database was just mounted: read it now
 
     # ---- reporting --------------------------------------------------------
 
@@ -246,8 +193,25 @@ class Agent:
             state=state,
         )
         doc["shares"] = dict(self.drives)
-        if self.share_watcher is not None:
-            doc["watch"] = self.share_watcher.stats.as_dict()
+        # When each failing drive is tried next: an absolute time, here only
+        # (pool 1 carries no countdown).
+        now_wall, now_mono = time.time(), time.monotonic()
+        doc["retries"] = {
+            drive: {"failures": r.failures, "next_try": status.now_iso(now_wall + max(0.0, r.next_at - now_mono)),
+                    "error": r.error}
+            for drive, r in sorted(self.memory.retries.items())
+        }
+        if self._live_reload_error:
+            doc["capabilities"]["live_reload"] = capability("error", None, self._live_reload_error)
+        elif self.share_watcher is not None:
+            stats = self.share_watcher.stats.as_dict()
+            doc["watch"] = stats
+            roots = ", ".join(stats.get("roots") or []) or "no root yet"
+            text = f"{roots}: {stats.get('directories')} directories"
+            doc["capabilities"]["live_reload"] = (
+                capability("warning", text, stats["why"]) if stats.get("why") else capability("ok", text))
+        else:
+            doc["capabilities"]["live_reload"] = capability("inactive", "no shared path to watch")
         return doc
 
     def write_status(self, doc: Dict[str, Any]) -> None:
@@ -261,7 +225,7 @@ class Agent:
         self.write_status(doc)
         if not self.conf.status.guest_pool:
             return
-        pool_dir = under(self.root, self.conf.kvp.pool_dir)
+        pool_dir = under(self.root, self.pool_dir)
         if not os.path.isdir(pool_dir):
             return  # the directory belongs to hv_kvp_daemon; never create it
         # Nor the file: created here while the init script's `rm -rf` of the
@@ -307,8 +271,8 @@ class Agent:
         except ConfigError as exc:
             log.error("reload: %s; keeping the previous configuration", exc)
             return
-        if new.kvp.pool_dir != self.conf.kvp.pool_dir:
-            log.warning("reload: kvp.pool_dir changes only at restart; keeping %s", self.conf.kvp.pool_dir)
+        if new.kvp.pool_dir != self.pool_dir:
+            log.warning("reload: kvp.pool_dir changes only at restart; keeping %s", self.pool_dir)
         self.conf = new
         self._retry_watch = True
         logging.getLogger().setLevel(new.log_level.upper())
@@ -320,7 +284,7 @@ class Agent:
         self._wake_fd = wfd
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         previous = {s: signal.signal(s, self._on_signal) for s in handled}
-        watcher = PoolWatcher(under(self.root, self.conf.kvp.pool_dir))
+        watcher = PoolWatcher(under(self.root, self.pool_dir))
         links = open_link_events()
         # The mount table signals every change with POLLPRI (select's
         # exceptional condition): a share or /Database unmounted behind the
@@ -331,8 +295,7 @@ class Agent:
             due = True
             while not self._stop:
                 if due:
-                    self.run_pass()
-                    due = self.rerun  # e.g. the database was just mounted: read it now
+                    due = self._safe_pass()
                 if self._stop:
                     break
                 fds = [watcher.fileno(), rfd] + ([links.fileno()] if links else [])

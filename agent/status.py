@@ -10,19 +10,16 @@ import time
 from typing import Any, Dict, Mapping, Optional, Tuple
 
 from agent import __version__, kvp
+from agent.outcome import CAPABILITIES, capability
 
-CAPABILITIES = ("pool", "shares", "database", "docker_config", "network")
-STATES = ("ok", "waiting", "warning", "error", "inactive")
+__all__ = ["CAPABILITIES", "GUEST_PREFIX", "capability", "describe", "document", "encode", "guest_changes",
+           "guest_items", "load", "alive", "now_iso", "overall"]
+
 GUEST_PREFIX = "moby-agent."
 
 
 def now_iso(t: Optional[float] = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if t is None else t))
-
-
-def capability(state: str, last_action: Optional[str] = None, last_error: Optional[str] = None) -> Dict[str, Any]:
-    assert state in STATES, state
-    return {"state": state, "last_action": last_action, "last_error": last_error}
 
 
 def overall(capabilities: Mapping[str, Mapping[str, Any]]) -> str:
@@ -50,6 +47,34 @@ def document(
         "heartbeat": heartbeat,
         "capabilities": {name: dict(capabilities[name]) for name in CAPABILITIES if name in capabilities},
     }
+
+
+def load(path: str) -> Optional[Dict[str, Any]]:
+    """The status file as the agent wrote it, or None if absent or not a
+    status document (it is read as outside input: anyone with root may
+    have written it)."""
+    from agent.system import read_text
+
+    text = read_text(path)
+    try:
+        doc = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or not isinstance(doc.get("capabilities", {}), dict):
+        return None
+    return doc
+
+
+def alive(doc: Mapping[str, Any], live: bool = True) -> bool:
+    """Whether the agent that wrote `doc` is running: not stopped, and its
+    pid (an int above 1) alive. Under --root (live False) no pid is this
+    system's: only the document's state counts."""
+    from agent.system import pid_alive
+
+    pid = doc.get("pid")
+    if doc.get("state") == "stopped" or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        return False
+    return pid_alive(pid) if live else True
 
 
 def encode(doc: Mapping[str, Any]) -> bytes:

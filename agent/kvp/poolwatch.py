@@ -9,7 +9,7 @@ blocks on fileno(); nothing wakes it while nothing changes.
 import logging
 import os
 import select
-from typing import Optional
+from typing import Optional, Tuple
 
 from inotify_simple import INotify, flags
 
@@ -33,8 +33,11 @@ log = logging.getLogger("moby-agent")
 class PoolWatcher:
     """Tells the loop when a pool file may have changed."""
 
-    def __init__(self, pool_dir: str) -> None:
+    def __init__(self, pool_dir: str, pools: Tuple[int, ...] = (0,)) -> None:
         self.pool_dir = os.path.normpath(pool_dir)
+        # Only the pools the agent decides from wake it: its own writes to
+        # pool 1 (the guest pool) must not start another pass.
+        self._names = frozenset(f"{POOL_PREFIX}{n}" for n in pools)
         self._inotify = INotify(nonblocking=True)
         self._wd: Optional[int] = None
         self._watching: Optional[str] = None
@@ -87,7 +90,7 @@ class PoolWatcher:
             if event.mask & (flags.DELETE_SELF | flags.MOVE_SELF | flags.IGNORED):
                 relevant = rearm = True
             elif self._watching == self.pool_dir:
-                if event.name.startswith(POOL_PREFIX):
+                if event.name in self._names:
                     relevant = True
             else:
                 # Something appeared in an ancestor: maybe the next step

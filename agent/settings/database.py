@@ -8,11 +8,10 @@ get, exists, dir, path, find). Pure functions here; the mount is an action.
 import errno
 import os
 import re
-import shlex
 import stat
 from typing import Dict, List, Optional, Tuple, Union
 
-from agent.system import file_kind, json_depth, loads_limited, printable
+from agent.system import file_kind, json_depth, loads_limited, printable  # noqa: F401 (the JSON helpers re-exported)
 
 NOT_FOUND = "Could not find database configuration information"
 IMMUTABLE = "Configuration is immutable"
@@ -23,18 +22,57 @@ class DatabaseError(Exception):
     pass
 
 
+# A directory name: no slash, no control character, not . or ..
+_NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,255}$")
+
+
+def kernel_params(text: str) -> List[Tuple[str, Optional[str]]]:
+    """(param, value) pairs as the kernel splits its command line (next_arg
+    in lib/cmdline.c): words split at spaces outside double quotes, an
+    unbalanced quote running to the end; a value loses one leading and one
+    trailing quote, quotes inside it stay. Pure, never raises."""
+    out: List[Tuple[str, Optional[str]]] = []
+    i, n = 0, len(text)
+    while i < n:
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            break
+        quoted = text[i] == '"'
+        if quoted:
+            i += 1
+        start, in_quote, equals = i, quoted, -1
+        while i < n and not (text[i].isspace() and not in_quote):
+            if equals < 0 and text[i] == "=":
+                equals = i
+            if text[i] == '"':
+                in_quote = not in_quote
+            i += 1
+        word = text[start:i]
+        i += 1
+        if quoted and word.endswith('"'):
+            word = word[:-1]
+        if equals < 0:
+            out.append((word, None))
+            continue
+        param, value = word[: equals - start], word[equals - start + 1 :]
+        if value.startswith('"'):
+            value = value[1:]
+            if value.endswith('"'):
+                value = value[:-1]
+        out.append((param, value))
+    return out
+
+
 def parse_cmdline(text: str, label: str = "com.docker.database") -> Optional[str]:
-    """The database name from a kernel command line, quoted or not; None
-    when the label is absent or empty. Never raises."""
-    try:
-        words = shlex.split(text.replace("\\", "\\\\"), posix=True)
-    except ValueError:  # unbalanced quotes: the kernel takes the rest as one word
-        words = text.replace('"', " ").split()
+    """The database name from a kernel command line, read as the kernel
+    reads it; None when the label is absent, empty or not a plain name (the
+    last one given wins, as for any kernel parameter). Never raises."""
     name = None
-    for word in words:
-        if word.startswith(label + "="):
-            name = word[len(label) + 1 :]
-    if not name or "/" in name or name in (".", "..") or "\0" in name:
+    for param, value in kernel_params(text.rstrip("\n")):  # /proc/cmdline ends with a newline
+        if param == label:
+            name = value
+    if not name or name in (".", "..") or not _NAME.match(name):
         return None
     return name
 
@@ -64,7 +102,6 @@ def path(root: str, key: str) -> str:
 MAX_KEYS = 10_000  # keys in one tree
 MAX_DEPTH = 32  # directory levels
 MAX_JSON_DEPTH = 64  # as agent.system.MAX_JSON_DEPTH
-__all__ = ["json_depth", "loads_limited"]  # re-exported from agent.system
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY

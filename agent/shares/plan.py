@@ -1,78 +1,17 @@
-"""The mount table and the share plan: what to mount, bind and unmount.
+"""The share plan: what to mount, bind and unmount (pure).
 
-Pure: parse_mountinfo() reads /proc/self/mountinfo text; plan_shares() turns
-the host pool's items, the agent's share state and the mount table into
-actions. The executor lives in reconcile.apply; the OS calls in system.py.
+plan_shares() turns the host pool's items, the agent's share state and the
+mount table into actions and problems. The executors are in shares/apply.py.
 """
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import AbstractSet, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from agent import kvp
-from agent.outcome import Action
+from agent.outcome import Action, Note, Outcome, PlanPart, Problem, first_line
 from agent.shares.items import CIFSMOUNT, CIFSUMOUNT, Limits, ShareError, ShareSpec, parse_mount, parse_umount
-
-
-@dataclass(frozen=True)
-class MountEntry:
-    mount_id: int
-    parent: int
-    dev: str
-    root: str
-    target: str
-    fstype: str
-    source: str
-    options: str
-
-
-def _unescape(text: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as \\ooo."""
-    if "\\" not in text:
-        return text
-    out, i = [], 0
-    while i < len(text):
-        octal = text[i + 1 : i + 4]
-        if text[i] == "\\" and len(octal) == 3 and octal.isdigit():
-            out.append(chr(int(octal, 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
-
-
-def parse_mountinfo(text: str) -> Tuple[MountEntry, ...]:
-    """Entries in mount order; malformed lines are skipped. Never raises."""
-    entries = []
-    for line in text.splitlines():
-        fields = line.split(" ")
-        try:
-            sep = fields.index("-", 6)
-            entries.append(
-                MountEntry(
-                    mount_id=int(fields[0]),
-                    parent=int(fields[1]),
-                    dev=fields[2],
-                    root=_unescape(fields[3]),
-                    target=_unescape(fields[4]),
-                    fstype=fields[sep + 1],
-                    source=_unescape(fields[sep + 2]),
-                    options=fields[sep + 3] if len(fields) > sep + 3 else "",
-                )
-            )
-        except (ValueError, IndexError):
-            continue
-    return tuple(entries)
-
-
-def top_mount(entries: Tuple[MountEntry, ...], target: str) -> Optional[MountEntry]:
-    """The mount visible at `target` (the last one mounted there)."""
-    found = None
-    for entry in entries:
-        if entry.target == target:
-            found = entry
-    return found
+from agent.shares.mountinfo import MountEntry, stacked, top_mount
 
 
 def digest(value: str) -> str:
@@ -118,12 +57,18 @@ class SharesState:
 
 @dataclass(frozen=True)
 class MountShare(Action):
+    CAPABILITY = "shares"
+    SYSTEM = True
+
     drive: str
     spec: ShareSpec = field(repr=False)
     host: str = ""
 
     def name(self) -> str:
         return "mount"
+
+    def describe(self) -> str:
+        return f"mount {self.spec.mountpoint}"
 
     @property
     def source(self) -> str:
@@ -136,6 +81,9 @@ class MountShare(Action):
 
 @dataclass(frozen=True)
 class BindAlias(Action):
+    CAPABILITY = "shares"
+    SYSTEM = True
+
     drive: str
     source: str
     target: str
@@ -149,6 +97,9 @@ class BindAlias(Action):
 
 @dataclass(frozen=True)
 class Unmount(Action):
+    CAPABILITY = "shares"
+    SYSTEM = True
+
     drive: str
     target: str
 
@@ -161,6 +112,8 @@ class Unmount(Action):
 
 @dataclass(frozen=True)
 class RemoveDir(Action):
+    CAPABILITY = "shares"
+
     drive: str
     path: str
 
@@ -175,11 +128,16 @@ class RemoveDir(Action):
 class SaveShares(Action):
     """Record the wanted drives and the items acted on."""
 
+    CAPABILITY = "shares"
+
     drives: Tuple[ShareSpec, ...] = field(repr=False)
     seen: Tuple[Tuple[str, str], ...]
 
     def name(self) -> str:
         return "save-shares"
+
+    def describe(self) -> str:
+        return "save the share state"
 
     def as_dict(self) -> Dict[str, object]:
         return {"action": "save-shares", "drives": [d.mountpoint for d in self.drives]}
@@ -195,20 +153,11 @@ class Retry:
 
 
 @dataclass(frozen=True)
-class SharePlan:
-    actions: Tuple[Action, ...]
-    problems: Tuple[str, ...]
-    drive_states: Mapping[str, str]
-    waiting_for_network: bool
-
-
-def stacked(entries: Tuple[MountEntry, ...], target: str, source: Optional[str]) -> List[MountEntry]:
-    """The mounts at `target`, bottom first: of the share `source`, or any
-    (source None: at an alias, which only the agent mounts on, a bind made
-    while the share was being unmounted behind its back can be a bind of the
-    bare directory, and stacks up)."""
-    return [e for e in entries if e.target == target and (source is None or (e.fstype == "cifs" and
-                                                                                 e.source == source))]
+class SharePlan(PlanPart):
+    # drive -> "mounted", "mounting", "waiting: <reason>" or "failed: <reason>":
+    # no countdown (pool 1 is rewritten only when a state really changes).
+    drive_states: Mapping[str, str] = field(default_factory=dict)
+    waiting_for_network: bool = False
 
 
 def _unmount_steps(mp: str, alias: str, entries: Tuple[MountEntry, ...], source: str, remove: bool) -> List[Action]:
@@ -237,7 +186,7 @@ def plan_shares(
 ) -> SharePlan:
     """Pure. network_ok None means unknown (not needed: nothing to mount)."""
     actions: List[Action] = []
-    problems: List[str] = []
+    problems: List[Problem] = []
     drives: Dict[str, ShareSpec] = {d.mountpoint: d for d in state.drives}
     # An item the host deleted is forgotten, so that the same value written
     # again later is acted on again (a value rewritten unchanged cannot be
@@ -266,7 +215,7 @@ def plan_shares(
                 if fresh:
                     drives.pop(mp, None)
         except ShareError as exc:
-            problems.append(f"{key} rejected: {exc}; nothing was mounted or unmounted")
+            problems.append(Problem("shares", key, f"{key} rejected: {exc}; nothing was mounted or unmounted"))
 
     wanted = tuple(drives[k] for k in sorted(drives))
     new_seen = tuple(sorted(seen.items()))
@@ -294,14 +243,20 @@ def plan_shares(
             continue
         if auth_failed.get(mp) == fp:
             states[mp] = "failed: the server refused the credentials; waiting for a new cifsmount item"
+            problems.append(Problem("shares", mp, f"{mp}: the server refused the credentials; share the drive "
+                                    "again with the current password"))
             continue
         if network_ok is False:
             waiting_for_network = True
             states[mp] = f"waiting: no route to {host}"
+            problems.append(Problem("shares", mp, f"{mp}: no route to {host}", "waiting"))
             continue
         retry = retries.get(mp)
         if retry is not None and retry.next_at > now:
-            states[mp] = f"waiting: retry in {retry.next_at - now:.0f} s after: {retry.error}"
+            # The time of the next try is in status.json (absolute); pool 1
+            # gets only the reason, so it is not rewritten at every retry.
+            states[mp] = f"waiting: {retry.error}" if retry.error else "waiting to retry"
+            problems.append(Problem("shares", mp, f"{mp}: {retry.error or 'mount failed'}; retrying"))
             continue
         # Mounted with other credentials or options (remount), or stale
         # mounts left at the mount point or the alias: unmount them first.
@@ -318,4 +273,27 @@ def plan_shares(
         old = next((d for d in state.drives if d.mountpoint == mp), None)
         share = old.share if old else mp.lstrip("/")
         actions.extend(_unmount_steps(mp, old.alias if old else mp, entries, f"//{host}/{share}", remove=True))
-    return SharePlan(tuple(actions), tuple(problems), states, waiting_for_network)
+    note = Note(", ".join(f"{d} {states[d]}" for d in sorted(states)) or "no drive shared", active=bool(wanted))
+    return SharePlan(tuple(actions), tuple(problems), {"shares": note}, states, waiting_for_network)
+
+
+def drive_states_after(
+    planned: Mapping[str, str], outcomes: Iterable[Outcome], retried: AbstractSet[str]
+) -> Dict[str, str]:
+    """Each drive's state after apply: its first real error (never a later
+    step's skip), as "waiting: ..." when a retry is due (the same words the
+    plan gives while it waits, so pool 1 is not rewritten at each retry) or
+    "failed: ..." when it is not retried; else what the plan said, with a
+    "mounting" that went through as "mounted"."""
+    first_error: Dict[str, str] = {}
+    for o in outcomes:
+        drive = getattr(o.action, "drive", None)
+        if isinstance(drive, str) and not o.ok and not o.skipped and drive not in first_error:
+            first_error[drive] = first_line(o.error) or "failed"
+    states = {}
+    for drive, state in planned.items():
+        if drive in first_error:
+            states[drive] = ("waiting: " if drive in retried else "failed: ") + first_error[drive]
+        else:
+            states[drive] = "mounted" if state == "mounting" else state
+    return states

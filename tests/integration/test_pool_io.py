@@ -202,3 +202,51 @@ def test_guest_pool_reports_state_once(root):
     finally:
         agent.stop()
     assert kvp.read_pool(str(pool1)).as_dict()["moby-agent.state"] == "stopped"
+
+
+def test_own_guest_pool_writes_do_not_wake_the_agent(root):
+    """A pass that changes pool 1 (here: a new item makes the state degraded
+    and back) is one pass, not one more for the agent's own write."""
+    agent = AgentProcess(root)
+    pool1 = root / "var" / "lib" / "hyperv" / ".kvp_pool_1"
+    try:
+        agent.wait_status(lambda d: d["passes"] >= 1)
+        for i in range(3):
+            before = agent.status()["passes"]
+            mtime = pool1.stat().st_mtime_ns
+            # A rejected item makes shares an error: pool 1's state changes.
+            value = "/etc;/x;username=u,password=p" if i % 2 == 0 else "/c;/C;nonsense"
+            assert writer(pool0(root), "hold", "0", f"cifsmount={value}").wait(5) == 0
+            agent.wait_status(lambda d, b=before: d["passes"] > b)
+            time.sleep(0.5)  # any pass the pool 1 write would cause comes in this time
+            assert pool1.stat().st_mtime_ns != mtime or i > 0
+            assert agent.status()["passes"] == before + 1
+        # A direct write to pool 1 (ours or anyone's) is not a reason to run.
+        before = agent.status()["passes"]
+        assert writer(pool1, "hold", "0", "other=1").wait(5) == 0
+        time.sleep(0.5)
+        assert agent.status()["passes"] == before
+    finally:
+        assert agent.stop() == 0
+
+
+def test_sighup_keeps_the_pool_directory_until_restart(root):
+    """kvp.pool_dir applies only at restart: after a SIGHUP that changes it,
+    the agent still reads (and is woken by) the old directory."""
+    other = root / "var" / "lib" / "other"
+    make_pool_dir(other)
+    assert writer(pool0(root), "hold", "0", "a=1").wait(5) == 0
+    agent = AgentProcess(root)
+    try:
+        agent.wait_status(lambda d: d["capabilities"]["pool"]["last_action"].startswith("read pool 0: 1 items"))
+        cfg = root / "etc" / "moby-agent" / "agent.toml"
+        cfg.write_text('log_level = "debug"\n[kvp]\npool_dir = "/var/lib/other"\n')
+        agent.proc.send_signal(signal.SIGHUP)
+        agent.wait_for("changes only at restart; keeping /var/lib/hyperv")
+        agent.wait_for("reload: configuration re-read")
+        assert writer(pool0(root), "hold", "0", "a=1", "b=2").wait(5) == 0
+        doc = agent.wait_status(lambda d: d["capabilities"]["pool"]["last_action"].startswith("read pool 0: 2 items"))
+        assert doc["capabilities"]["pool"]["state"] == "ok"
+        assert not [line for line in agent.drain() if "removed" in line]
+    finally:
+        assert agent.stop() == 0

@@ -5,6 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agent.shares.items import Limits, parse_mount
+from agent.shares.mountinfo import parse_mountinfo
 from agent.shares.plan import (
     BindAlias,
     MountShare,
@@ -14,7 +15,6 @@ from agent.shares.plan import (
     SharesState,
     Unmount,
     digest,
-    parse_mountinfo,
     plan_shares,
 )
 
@@ -126,15 +126,16 @@ def test_hostile_item_changes_nothing_already_mounted():
     mounted = ROOT + cifs_line(30, "/c") + bind_line(31, "/C")
     p = plan([("cifsmount", "/etc;/C;username=x,password=y")], state, mounted)
     assert all(a.name() == "save-shares" for a in p.actions)
-    assert p.problems == ("cifsmount rejected: mount point '/etc' is a system directory; nothing was mounted or "
-                          "unmounted",)
+    assert [(x.capability, x.subject, x.text) for x in p.problems] == [
+        ("shares", "cifsmount", "cifsmount rejected: mount point '/etc' is a system directory; nothing was mounted or "
+         "unmounted")]
     assert p.drive_states == {"/c": "mounted"}
 
 
 def test_drive_aliases_must_not_collide():
     state = applied(SharesState(), plan([("cifsmount", C)]))
     p = plan([("cifsmount", "/d;/C;username=u,password=p")], state, ROOT + cifs_line(30, "/c") + bind_line(31, "/C"))
-    assert "is used by drive /c" in p.problems[0]
+    assert "is used by drive /c" in str(p.problems[0])
     assert not [a for a in p.actions if a.name() == "mount"]
 
 
@@ -146,7 +147,12 @@ def test_no_network_waits_without_mounting():
 
 def test_retry_not_due_waits_and_due_mounts():
     retries = {"/c": Retry(2, 10.0, "mount error(112): Host is down")}
-    assert [a.name() for a in plan([("cifsmount", C)], now=5.0, retries=retries).actions] == ["save-shares"]
+    waiting = plan([("cifsmount", C)], now=5.0, retries=retries)
+    assert [a.name() for a in waiting.actions] == ["save-shares"]
+    # No countdown: the same words at any time before the retry, so pool 1
+    # is not rewritten while the drive waits.
+    assert waiting.drive_states["/c"] == "waiting: mount error(112): Host is down"
+    assert plan([("cifsmount", C)], now=9.9, retries=retries).drive_states == waiting.drive_states
     assert "mount" in [a.name() for a in plan([("cifsmount", C)], now=11.0, retries=retries).actions]
 
 

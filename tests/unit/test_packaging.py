@@ -50,18 +50,45 @@ def apkbuild(var):
                           cwd=REPO / "packaging" / "alpine").stdout
 
 
+def subpackage(function, var):
+    """A variable as the subpackage function sets it (abuild's amove stubbed)."""
+    script = (f'amove() {{ :; }}; . "{REPO}/packaging/alpine/APKBUILD"; pkgdir=/nonexistent; '
+              f'subpkgname=moby-agent-{function}; {function} >/dev/null 2>&1; printf %s "${var}"')
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True,
+                          cwd=REPO / "packaging" / "alpine").stdout
+
+
+# What Alpine's hvtools-openrc installs (aports main/hvtools/APKBUILD: every
+# *.initd source into /etc/init.d).
+HVTOOLS_OPENRC = ["/etc/init.d/hv_kvp_daemon", "/etc/init.d/hv_vss_daemon", "/etc/init.d/hv_fcopy_daemon"]
+
+
 def test_apkbuild_matches_the_project():
     assert apkbuild("pkgname") == "moby-agent"
     assert apkbuild("pkgver") == __version__
     depends = apkbuild("depends").split()
-    for dep in ("python3", "py3-inotify-simple", "py3-pyroute2", "py3-requests", "py3-tomli", "openrc",
-                "cifs-utils", "hvtools"):
+    for dep in ("python3", "py3-inotify-simple", "py3-pyroute2", "py3-requests", "py3-tomli", "cifs-utils",
+                "hvtools"):
         assert dep in depends
-    post_install = REPO / "packaging" / "alpine" / apkbuild("install")
+    assert apkbuild("subpackages").split() == ["moby-agent-pyc", "moby-agent-openrc"]
+    assert subpackage("openrc", "depends") == "openrc"
+    post_install = REPO / "packaging" / "alpine" / subpackage("openrc", "install")
     assert post_install.stat().st_mode & 0o111
     assert "rc-update add moby-agent default" in post_install.read_text()
+    assert subpackage("pyc", "install_if") == "moby-agent=0.1.0-r0 pyc".replace("0.1.0", __version__)
     body = (REPO / "packaging" / "alpine" / "APKBUILD").read_text()
     assert 'make -C "$builddir" install DESTDIR="$pkgdir"' in body
+
+
+def test_files_shared_with_hvtools_openrc_are_replaced_in_the_openrc_subpackage():
+    """apk refuses to overwrite another package's file unless the package
+    says it replaces that package: our supervised hv_kvp_daemon script is
+    also hvtools-openrc's file."""
+    ours = set((REPO / "packaging" / "files.txt").read_text().split())
+    shared = ours & set(HVTOOLS_OPENRC)
+    assert shared == {"/etc/init.d/hv_kvp_daemon"}
+    assert all(path.startswith(("/etc/init.d/", "/etc/conf.d/")) for path in shared)  # moved to -openrc
+    assert "hvtools-openrc" in subpackage("openrc", "replaces").split()
 
 
 def test_image_and_guest_install_with_make_install():

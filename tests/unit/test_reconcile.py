@@ -42,7 +42,8 @@ def test_empty_pool_and_no_memory_is_nothing_to_do():
 
 def test_pool_warnings_are_problems():
     p = hub.plan(obs([], warnings=["trailing partial record of 3 bytes ignored"]))
-    assert p.problems == ("pool 0: trailing partial record of 3 bytes ignored",)
+    assert [(x.capability, x.level, x.text) for x in p.problems] == [
+        ("pool", "warning", "pool 0: trailing partial record of 3 bytes ignored")]
 
 
 def test_plan_json_carries_no_secret():

@@ -4,9 +4,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.network.plan import NetState, plan_network
 from agent.settings import daemonjson, database
 from agent.settings.daemonjson import ConfigProblem, Layers, how_to_apply, merge, render
-from agent.settings.plan import HostInputs, NetState, plan_host
+from agent.settings.plan import HostInputs, plan_host
 
 PLAN_ARGS = dict(mount_point="/Database", tag="db", options="trans=virtio", daemon_json="/etc/docker/daemon.json")
 
@@ -21,7 +22,11 @@ PLAN_ARGS = dict(mount_point="/Database", tag="db", options="trans=virtio", daem
         ("console=ttyS0 mobyplatform=mac", None),
         ('com.docker.database=""', None),
         ("com.docker.database=../etc", None),
-        ('com.docker.database="unterminated', None),
+        # The kernel runs an unbalanced quote to the end and drops it.
+        ('com.docker.database="unterminated', "unterminated"),
+        ('com.docker.database="a"b"', 'a"b'),
+        ("xcom.docker.database=x com.docker.databasex=y", None),
+        ("com.docker.database=a com.docker.database=b", "b"),
     ],
 )
 def test_cmdline_label(cmdline, name):
@@ -152,12 +157,14 @@ def test_broken_database_value_keeps_the_previous_daemon_json():
     inputs = HostInputs(**{**db_inputs(**{"etc/docker/daemon.json": '{"debug": tru'}).__dict__,
                            "daemon_json": '{"debug": false}\n', "dockerd_running": True})
     p = plan_host(inputs, **PLAN_ARGS)
-    assert p.actions == () and p.problems[0].startswith("daemon.json not changed: database key")
+    assert p.actions == () and str(p.problems[0]).startswith("daemon.json not changed: database key")
+    assert p.problems[0].capability == "docker_config"
 
 
 def test_no_label_is_local_only_and_no_layers_leaves_daemon_json_alone():
     p = plan_host(HostInputs(daemon_json='{"hand": "written"}'), **PLAN_ARGS)
-    assert p.actions == () and p.notes["database"].startswith("no com.docker.database label")
+    assert p.actions == () and p.notes["database"].text.startswith("no com.docker.database label")
+    assert not p.notes["database"].active and not p.notes["docker_config"].active
 
 
 def test_label_without_mount_mounts_the_database():
@@ -169,13 +176,12 @@ def test_label_without_mount_mounts_the_database():
 def test_static_network_is_idempotent():
     db = {"net/config": "static", "net/address": "10.0.75.2", "net/netmask": "255.255.255.0",
           "net/gateway": "10.0.75.1"}
-    p = plan_host(HostInputs(**{**db_inputs(**db).__dict__, "net": NetState((("10.0.75.9", 24),), None)}),
-                  **PLAN_ARGS)
+    p = plan_network(db, "eth0", NetState((("10.0.75.9", 24),), None))
     assert [a.as_dict() for a in p.actions] == [
         {"action": "set-address", "interface": "eth0", "address": "10.0.75.2/24", "remove": ["10.0.75.9/24"]},
         {"action": "set-default-route", "interface": "eth0", "gateway": "10.0.75.1"},
     ]
-    done = HostInputs(**{**db_inputs(**db).__dict__, "net": NetState((("10.0.75.2", 24),), "10.0.75.1")})
-    assert plan_host(done, **PLAN_ARGS).actions == ()
-    bad = plan_host(db_inputs(**{**db, "net/gateway": "192.168.1.1"}), **PLAN_ARGS)
-    assert bad.actions == () and "not in 10.0.75.0/24" in bad.problems[0]
+    assert plan_network(db, "eth0", NetState((("10.0.75.2", 24),), "10.0.75.1")).actions == ()
+    bad = plan_network({**db, "net/gateway": "192.168.1.1"}, "eth0", None)
+    assert bad.actions == () and "not in 10.0.75.0/24" in str(bad.problems[0])
+    assert bad.problems[0].capability == "network"

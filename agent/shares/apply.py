@@ -1,0 +1,150 @@
+"""Drive sharing's side effects: what it observes (its saved state), and the
+executors of its actions (mount.cifs, bind, umount, rmdir, save).
+
+The share state and the retry memory are the only things kept between
+passes; the mount table says what is already done.
+"""
+
+import logging
+import os
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Dict, Optional, Tuple
+
+from agent.outcome import Executor, first_line
+from agent.shares.items import credentials_file
+from agent.shares.mountinfo import parse_mountinfo
+from agent.shares.plan import BindAlias, MountShare, RemoveDir, Retry, SaveShares, SharesState, Unmount
+from agent.system import create_exclusive, read_text, run_command
+
+if TYPE_CHECKING:
+    from agent.hub import Context
+
+log = logging.getLogger("moby-agent")
+
+AUTH_ERROR = "mount error(13)"
+
+
+def load_shares(path: str) -> Tuple[SharesState, Optional[str]]:
+    """The saved share state, and a problem text if it was unreadable."""
+    try:
+        with open(path, "rb") as f:
+            return SharesState.from_json(f.read()), None
+    except FileNotFoundError:
+        return SharesState(), None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return SharesState(), f"share state {path} is unreadable ({type(exc).__name__}); starting from the pool"
+
+
+class MountFailed(Exception):
+    def __init__(self, message: str, auth: bool) -> None:
+        super().__init__(message)
+        self.auth = auth
+
+
+def _set(state: SharesState, attr: str, key: str, value: Optional[str]) -> SharesState:
+    """The state with one (drive -> fingerprint) pair of `mounted` or
+    `auth_failed` set, or removed (value None)."""
+    pairs = dict(getattr(state, attr))
+    if value is None:
+        pairs.pop(key, None)
+    else:
+        pairs[key] = value
+    new = tuple(sorted(pairs.items()))
+    return replace(state, mounted=new) if attr == "mounted" else replace(state, auth_failed=new)
+
+
+def mount_share(action: MountShare, ctx: "Context") -> None:
+    spec = action.spec
+    target = ctx.path(spec.mountpoint)
+    os.makedirs(target, exist_ok=True)
+    creds_dir = os.path.dirname(ctx.path(ctx.conf.shares.state_file))
+    os.makedirs(creds_dir, mode=0o700, exist_ok=True)
+    fd, creds = create_exclusive(creds_dir, ".credentials-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(credentials_file(spec))
+        options = ",".join(list(spec.options) + [f"credentials={creds}"])
+        result = run_command(["mount.cifs", action.source, target, "-o", options],
+                             ctx.conf.shares.mount_timeout, ctx.should_stop)
+    finally:
+        os.unlink(creds)  # right after the mount returns
+    fp = spec.fingerprint()
+    if result.returncode != 0:
+        auth = AUTH_ERROR in result.output
+        if auth:
+            ctx.shares = _set(ctx.shares, "auth_failed", spec.mountpoint, fp)
+            ctx.changed = True
+        raise MountFailed(result.output.replace(spec.password, "***") if spec.password else result.output, auth)
+    ctx.shares = _set(_set(ctx.shares, "auth_failed", spec.mountpoint, None), "mounted", spec.mountpoint, fp)
+    ctx.changed = True
+    log.info("share %s mounted at %s", action.source, action.spec.mountpoint)
+
+
+def bind_alias(action: BindAlias, ctx: "Context") -> None:
+    # Bind only the share itself: if it was unmounted meanwhile, binding
+    # the bare directory would leave a stale alias.
+    table = parse_mountinfo(read_text(ctx.path("/proc/self/mountinfo")) or "")
+    if not any(e.target == action.source and e.fstype == "cifs" for e in table):
+        raise RuntimeError(f"bind {action.source} at {action.target}: {action.source} is not mounted")
+    os.makedirs(ctx.path(action.target), exist_ok=True)
+    result = run_command(["mount", "-o", "bind", ctx.path(action.source), ctx.path(action.target)], 10,
+                         ctx.should_stop)
+    if result.returncode != 0:
+        raise RuntimeError(f"bind {action.source} at {action.target}: {result.output}")
+    log.info("alias %s bound to %s", action.target, action.source)
+
+
+def unmount(action: Unmount, ctx: "Context") -> None:
+    ctx.release(action.target)
+    result = run_command(["umount", ctx.path(action.target)], 30, ctx.should_stop)
+    if result.returncode != 0:
+        raise RuntimeError(f"unmount {action.target}: {result.output}")
+    if action.target == action.drive:
+        ctx.shares = _set(ctx.shares, "mounted", action.drive, None)
+        ctx.changed = True
+    log.info("unmounted %s", action.target)
+
+
+def remove_dir(action: RemoveDir, ctx: "Context") -> None:
+    try:
+        os.rmdir(ctx.path(action.path))
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        log.info("kept %s: %s", action.path, exc.strerror)
+    if action.path == action.drive:
+        ctx.shares = _set(ctx.shares, "mounted", action.drive, None)
+        ctx.changed = True
+
+
+def save_shares(action: SaveShares, ctx: "Context") -> None:
+    ctx.shares = replace(ctx.shares, drives=action.drives, seen=action.seen)
+    ctx.changed = True
+
+
+EXECUTORS: Dict[type, Executor] = {
+    MountShare: mount_share,
+    BindAlias: bind_alias,
+    Unmount: unmount,
+    RemoveDir: remove_dir,
+    SaveShares: save_shares,
+}
+
+
+def failed(ctx: "Context", drive: str, error: str, exc: Exception) -> None:
+    """A step for `drive` failed: back off before the next try, unless the
+    server refused the credentials (then only a new item is tried)."""
+    if isinstance(exc, MountFailed) and exc.auth:
+        ctx.memory.retries.pop(drive, None)
+        return
+    retry = ctx.conf.retry
+    old = ctx.memory.retries.get(drive)
+    failures = (old.failures if old else 0) + 1
+    delay = min(retry.max_seconds, retry.min_seconds * 2 ** (failures - 1))
+    ctx.memory.retries[drive] = Retry(failures, time.monotonic() + delay, first_line(error))
+
+
+def succeeded(action: object, ctx: "Context") -> None:
+    if isinstance(action, MountShare):
+        ctx.memory.retries.pop(action.drive, None)

@@ -1,0 +1,145 @@
+"""One model of outcomes: each capability's state comes from its own actions
+and problems; a drive shows its first real error; doctor and the agent read
+the same inputs the same way."""
+
+import pytest
+
+from agent import hub, kvp
+from agent.agentconfig import AgentConfig
+from agent.doctor import OK, Doctor
+from agent.kvp.hostitems import NoteHostItems
+from agent.outcome import CAPABILITIES, Note, Outcome, Problem, capability_state
+from agent.settings.plan import ApplyDocker, WriteFile
+from agent.shares.items import parse_mount
+from agent.shares.plan import BindAlias, MountShare, drive_states_after
+
+C = "/c;/C;username=me,password=s3cret,noperm"
+D = "/d;/D;username=me,password=s3cret,noperm"
+MOUNT_ERROR = "mount error(13): Permission denied\nRefer to the mount.cifs(8) manual page (e.g. man mount.cifs)"
+
+
+def states(plan, outcomes):
+    return {name: capability_state(name, plan.notes.get(name, Note("", False)), plan.problems, outcomes)["state"]
+            for name in CAPABILITIES if name != "live_reload"}
+
+
+def obs(items):
+    return hub.Observation(pool_dir_exists=True, pools={0: kvp.Pool(tuple(items)), 1: kvp.Pool(())},
+                           seen_host_items=tuple(items))
+
+
+def test_a_failed_mount_is_a_shares_error_and_the_pool_stays_ok():
+    plan = hub.plan(obs([("cifsmount", C)]))
+    mount = next(a for a in plan.actions if isinstance(a, MountShare))
+    bind = next(a for a in plan.actions if isinstance(a, BindAlias))
+    outcomes = [Outcome(mount, False, MOUNT_ERROR),
+                Outcome(bind, False, "skipped: an earlier step for this drive failed", skipped=True)]
+    got = states(plan, outcomes)
+    assert got["shares"] == "error" and got["pool"] == "ok"
+    # The drive shows the mount's own error (first line), never the skip.
+    assert drive_states_after(plan.drive_states, outcomes, set()) == {
+        "/c": "failed: mount error(13): Permission denied"}
+    assert drive_states_after(plan.drive_states, outcomes, {"/c"}) == {
+        "/c": "waiting: mount error(13): Permission denied"}
+
+
+def test_a_broken_daemon_json_is_a_docker_config_error_only():
+    plan = hub.Plan((), (Problem("docker_config", "/etc/docker/daemon.json", "daemon.json not changed: bad"),),
+                    notes={"docker_config": Note("previous daemon.json kept"), "pool": Note("read pool 0")})
+    got = states(plan, [])
+    assert got["docker_config"] == "error"
+    assert [n for n, s in got.items() if s == "error"] == ["docker_config"]
+
+
+def test_a_failed_write_of_daemon_json_is_docker_configs_and_a_copied_file_the_databases():
+    daemon = WriteFile("/etc/docker/daemon.json", "{}", "layers", "docker_config")
+    hosts = WriteFile("/etc/hosts", "x", "database key etc/hosts")
+    plan = hub.Plan((daemon, hosts), ())
+    got = states(plan, [Outcome(daemon, False, "disk full"), Outcome(hosts, True)])
+    assert got["docker_config"] == "error" and got["database"] == "ok" and got["pool"] == "inactive"
+    assert ApplyDocker("reload", ("debug",)).capability() == "docker_config"
+
+
+def test_a_rejected_cifsumount_is_a_shares_problem_and_other_drives_are_untouched():
+    mounted = hub.plan(obs([("cifsmount", C)]))
+    first = next(a for a in mounted.actions if a.name() == "save-shares")
+    from agent.shares.plan import SharesState
+
+    state = SharesState(drives=first.drives, seen=first.seen, mounted=(("/c", parse_mount(C).fingerprint()),))
+    entries = (
+        "22 1 0:21 / / rw - tmpfs rootfs rw\n"
+        "30 22 0:30 / /c rw - cifs //10.0.75.1/c rw\n"
+        "31 22 0:30 / /C rw - cifs //10.0.75.1/c rw\n"
+    )
+    from agent.shares.mountinfo import parse_mountinfo
+
+    o = hub.Observation(pool_dir_exists=True,
+                        pools={0: kvp.Pool((("cifsmount", C), ("cifsumount", "/etc;/x"))), 1: kvp.Pool(())},
+                        seen_host_items=None, shares=state, mounts=parse_mountinfo(entries))
+    plan = hub.plan(o)
+    assert [(p.capability, p.subject) for p in plan.problems] == [("shares", "cifsumount")]
+    assert not [a for a in plan.actions if a.name() in ("mount", "unmount", "bind", "remove-dir")]
+    assert plan.drive_states == {"/c": "mounted"}
+    got = states(plan, [Outcome(a, True) for a in plan.actions])
+    assert got["shares"] == "error" and got["pool"] == "ok"
+
+
+def test_a_host_item_note_belongs_to_the_pool():
+    action = NoteHostItems(("a",), (), (), (("a", "1"),))
+    assert action.capability() == "pool"
+    plan = hub.Plan((action,), ())
+    assert states(plan, [Outcome(action, False, "boom")])["pool"] == "error"
+
+
+def test_problem_levels_order_the_state():
+    note = Note("x")
+    assert capability_state("pool", note, [Problem("pool", "p", "w", "warning")], [])["state"] == "warning"
+    assert capability_state("pool", note, [Problem("pool", "p", "w", "warning"),
+                                           Problem("pool", "p", "e")], [])["state"] == "error"
+    assert capability_state("pool", note, [Problem("shares", "p", "e")], [])["state"] == "ok"
+    assert capability_state("pool", Note("x", active=False), [], [])["state"] == "inactive"
+
+
+CMDLINES = [
+    ('com.docker.database="com.docker.driver.amd64-linux" quiet', "com.docker.driver.amd64-linux"),
+    ("com.docker.database=plain", "plain"),
+    ('com.docker.database=""', None),
+    ("com.docker.database=", None),
+    ('com.docker.database="unbalanced', "unbalanced"),
+    ("xcom.docker.database=x", None),
+    ("com.docker.databasex=x", None),
+    ('com.docker.database="../etc"', None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize("cmdline,name", CMDLINES)
+def test_doctor_and_the_agent_read_the_kernel_command_line_alike(tmp_path, cmdline, name):
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "cmdline").write_text(cmdline + "\n")
+    conf = AgentConfig()
+    agent_name = hub.observe(conf, str(tmp_path), None).host_inputs.database_name
+    verdict = Doctor(conf, str(tmp_path)).database()[0]
+    assert agent_name == name
+    assert (verdict.level == OK) == (agent_name is not None), verdict.text
+
+
+MOUNTINFOS = [
+    ("40 1 0:40 / /Database rw - 9p db rw,trans=virtio\n", True),
+    ("40 1 0:40 / /Database\\040x rw - 9p db rw\n", False),   # /Database x, escaped
+    ("40 1 0:40 / /Database rw shared:1 - 9p db rw\n", True),  # optional fields
+    ("garbage /Database\n", False),
+    ("40 1 0:40 / /Databases rw - 9p db rw\n", False),
+]
+
+
+@pytest.mark.parametrize("mountinfo,mounted", MOUNTINFOS)
+def test_doctor_and_the_agent_read_the_mount_table_alike(tmp_path, mountinfo, mounted):
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "cmdline").write_text("com.docker.database=x\n")
+    (tmp_path / "proc" / "self" / "mountinfo").write_text(mountinfo)
+    conf = AgentConfig()
+    agent_view = hub.observe(conf, str(tmp_path), None).host_inputs.database_mounted
+    verdict = Doctor(conf, str(tmp_path)).database()[1]
+    assert agent_view == mounted
+    assert (verdict.level == OK) == mounted, verdict.text
