@@ -319,7 +319,10 @@ def _cmd_daemon_json(args: argparse.Namespace, conf: agentconfig.AgentConfig) ->
     try:
         doc = daemonjson.render(daemon_json_layers(inputs), inputs.docker_opts, inputs.dockerd_version)
     except daemonjson.ConfigProblem as exc:
-        print(f"moby-agent: daemon.json would not be written: {exc}", file=sys.stderr)
+        print(f"moby-agent: daemon.json would not be written: {printable(exc)}", file=sys.stderr)
+        return 1
+    except RecursionError:  # until daemonjson parses with system.loads_limited
+        print("moby-agent: daemon.json would not be written: a layer is JSON nested too deeply", file=sys.stderr)
         return 1
     sys.stdout.write(daemonjson.encode(doc))
     return 0
