@@ -5,7 +5,6 @@ do. Network probes run only against an on-link host address and only when
 --root is / (a fixture tree has no network of its own).
 """
 
-import json
 import os
 import shutil
 import socket
@@ -18,7 +17,7 @@ from agent.agentconfig import AgentConfig
 from agent.network.apply import route_via
 from agent.settings import database
 from agent.shares.mountinfo import parse_mountinfo
-from agent.system import processes_named, read_text, under
+from agent.system import loads_limited, processes_named, read_text, under
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -128,7 +127,7 @@ class Doctor:
         if text is None:
             return Check(OK, "daemon.json", f"{self.s.docker.daemon_json} does not exist (dockerd uses its defaults)")
         try:
-            value = json.loads(text)
+            value = loads_limited(text)
         except ValueError as exc:
             return Check(FAIL, "daemon.json", f"{self.s.docker.daemon_json} is not valid JSON ({exc}); dockerd "
                          "will not start: fix or remove it")

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 from agent import kvp
-from agent.agentconfig import AgentConfig
+from agent.agentconfig import AgentConfig, share_limits
 from agent.kvp import hostitems
 from agent.kvp.hostitems import NoteHostItems
 from agent.network import apply as network_apply
 from agent.network.plan import plan_network
 from agent.outcome import Action, Executor, Note, Outcome, PlanPart, Problem, merge_parts
 from agent.settings import apply as settings_apply
-from agent.settings.plan import HostInputs, plan_host
+from agent.settings.plan import HostInputs, plan_host, text_keys
 from agent.shares import apply as shares_apply
 from agent.shares.items import Limits
 from agent.shares.mountinfo import MountEntry, parse_mountinfo
@@ -60,6 +60,7 @@ class Observation:
     # those capabilities are not planned this pass.
     errors: Tuple[Problem, ...] = ()
     failed: FrozenSet[str] = frozenset()
+    pool_errors: Tuple[Tuple[int, str], ...] = ()  # (pool, why) for pool files that could not be read
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def observe(
     retries: Optional[Mapping[str, Retry]] = None,
     network: Callable[[str], bool] = network_apply.route_to,
     pool_dir: Optional[str] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
 ) -> Observation:
     """pool_dir: the pool directory in use (a running agent keeps the one it
     started with: kvp.pool_dir changes only at restart). A capability whose
@@ -105,11 +107,15 @@ def observe(
     errors: List[Problem] = []
     failed: Set[str] = set()
     pool_dir_exists, pools = False, {HOST_POOL: kvp.Pool(()), kvp.GUEST_POOL: kvp.Pool(())}
+    pool_errors: Tuple[Tuple[int, str], ...] = ()
     try:
-        pool_dir_exists, pools = hostitems.observe_pools(under(root, pool_dir or conf.kvp.pool_dir))
+        pool_dir_exists, pools, pool_errors = hostitems.observe_pools(under(root, pool_dir or conf.kvp.pool_dir),
+                                                                      should_stop)
     except Exception as exc:  # noqa: BLE001 - reported against the capability
         errors.append(_crashed("pool", "observe", exc))
         failed |= {"pool", "shares"}  # the shares are planned from pool 0's items
+    if any(n == HOST_POOL for n, _text in pool_errors):
+        failed.add("shares")  # never planned from a pool 0 it could not read
     mounts: Tuple[MountEntry, ...] = ()
     shares, problem, network_ok = SharesState(), None, None
     try:
@@ -136,13 +142,14 @@ def observe(
         pools=pools,
         seen_host_items=seen_host_items,
         host=conf.host.address,
-        limits=Limits(conf.shares.mount_pattern, conf.shares.max_id),
+        limits=share_limits(conf),
         mounts=mounts,
         shares=shares,
         shares_problem=problem,
         network_ok=network_ok,
         now=time.monotonic(),
         retries=dict(retries or {}),
+        pool_errors=pool_errors,
         errors=tuple(errors),
         failed=frozenset(failed),
     )
@@ -163,7 +170,7 @@ def plan(obs: Observation) -> Plan:
     host = obs.pools.get(HOST_POOL, kvp.Pool(()))
     s = obs.conf
     pool = _plan_part("pool", obs, lambda: hostitems.plan_pool(s.kvp.pool_dir, obs.pool_dir_exists, host,
-                                                              obs.seen_host_items))
+                                                              obs.seen_host_items, obs.pool_errors))
     shares = _plan_part("shares", obs, lambda: plan_shares(host.items, obs.shares, obs.mounts, obs.host,
                                                            obs.limits, obs.network_ok, obs.now, obs.retries))
     state_problem = PlanPart(problems=(
@@ -172,7 +179,7 @@ def plan(obs: Observation) -> Plan:
     settings = _plan_part("docker_config", obs, lambda: plan_host(
         obs.host_inputs, mount_point=s.database.mount_point, tag=s.database.tag, options=s.database.options,
         daemon_json=s.docker.daemon_json), needs=("database",))
-    network = _plan_part("network", obs, lambda: plan_network(obs.host_inputs.database or {},
+    network = _plan_part("network", obs, lambda: plan_network(text_keys(obs.host_inputs.database),
                                                               obs.host_inputs.interface, obs.host_inputs.net))
     actions, problems, notes = merge_parts((PlanPart(problems=obs.errors), pool, state_problem, shares, settings,
                                             network))

@@ -17,7 +17,7 @@ from agent.agentconfig import AgentConfig, ConfigError
 from agent.kvp.poolwatch import PoolWatcher
 from agent.outcome import CAPABILITIES, Note, Outcome, capability, capability_state
 from agent.shares.plan import drive_states_after
-from agent.system import under, write_atomic
+from agent.system import printable, remove_stale_credentials, under, write_atomic
 
 log = logging.getLogger("moby-agent")
 
@@ -101,12 +101,12 @@ class Agent:
         """Observe, plan, apply, report. True if every action succeeded."""
         t0 = time.monotonic()
         obs = hub.observe(self.conf, self.root, self.memory.seen_host_items, self.memory.retries,
-                          pool_dir=self.pool_dir)
+                          pool_dir=self.pool_dir, should_stop=lambda: self._stop)
         plan = hub.plan(obs)
         t_planned = time.monotonic()
         for problem in plan.problems:
             if problem.text not in self._logged_problems:  # once per change, not per pass
-                log.warning("%s", problem.text)
+                log.warning("%s", printable(problem.text))
         self._logged_problems = {p.text for p in plan.problems}
         ctx = hub.Context(self.conf, self.root, self.memory, obs.shares, lambda: self._stop,
                                 self._release_watch)
@@ -141,7 +141,12 @@ class Agent:
         """Start watching the configured shared paths once they exist; after
         a reload, start again the roots that were left unwatched."""
         retry, self._retry_watch = self._retry_watch, False
-        roots = list(self.conf.watch.shares) + watch_list(under(self.root, self.conf.watch.state_file))
+        try:
+            listed = watch_list(under(self.root, self.conf.watch.state_file))
+        except OSError as exc:  # a path leaving --root, or not a plain file
+            log.warning("watch list %s: %s", self.conf.watch.state_file, printable(exc))
+            listed = []
+        roots = list(self.conf.watch.shares) + listed
         if not roots and self.share_watcher is None:
             return
         if self.share_watcher is None:
@@ -233,7 +238,8 @@ class Agent:
         try:
             current = obs.pools[kvp.GUEST_POOL] if obs else kvp.read_pool(kvp.pool_path(pool_dir, kvp.GUEST_POOL))
             changes = status.guest_changes(current, status.guest_items(doc))
-            if changes and kvp.write_guest_items(pool_dir, kvp.GUEST_POOL, changes, create=False):
+            if changes and kvp.write_guest_items(pool_dir, kvp.GUEST_POOL, changes, create=False,
+                                                 should_stop=lambda: self._stop):
                 log.debug("pool %d: updated %s", kvp.GUEST_POOL, ", ".join(sorted(changes)))
         except (kvp.KvpError, OSError) as exc:
             log.error("cannot update pool %d: %s", kvp.GUEST_POOL, exc)
@@ -291,6 +297,13 @@ class Agent:
         # agent's back is noticed at once. Not under --root (a fixture tree).
         mounts = open("/proc/self/mountinfo", "rb") if self.root in ("", "/") else None  # noqa: SIM115
         log.info("moby-agent started (pid %d), watching %s", os.getpid(), watcher.watching)
+        # A mount killed mid-way (the agent was SIGKILLed) left its 0600
+        # credentials file: nothing else will ever remove it.
+        try:
+            for name in remove_stale_credentials(os.path.dirname(under(self.root, self.conf.shares.state_file))):
+                log.warning("removed a credentials file left by an interrupted mount: %s", printable(name))
+        except OSError:
+            pass
         try:
             due = True
             while not self._stop:

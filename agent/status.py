@@ -53,12 +53,11 @@ def load(path: str) -> Optional[Dict[str, Any]]:
     """The status file as the agent wrote it, or None if absent or not a
     status document (it is read as outside input: anyone with root may
     have written it)."""
-    from agent.system import read_text
+    from agent.system import read_json
 
-    text = read_text(path)
     try:
-        doc = json.loads(text) if text else None
-    except ValueError:
+        doc = read_json(path)
+    except (OSError, ValueError):
         return None
     if not isinstance(doc, dict) or not isinstance(doc.get("capabilities", {}), dict):
         return None
@@ -69,12 +68,12 @@ def alive(doc: Mapping[str, Any], live: bool = True) -> bool:
     """Whether the agent that wrote `doc` is running: not stopped, and its
     pid (an int above 1) alive. Under --root (live False) no pid is this
     system's: only the document's state counts."""
-    from agent.system import pid_alive
+    from agent.system import AGENT_NAMES, pid_is, valid_pid
 
-    pid = doc.get("pid")
-    if doc.get("state") == "stopped" or not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+    pid = valid_pid(doc.get("pid"))
+    if doc.get("state") == "stopped" or pid is None:
         return False
-    return pid_alive(pid) if live else True
+    return pid_is(pid, AGENT_NAMES) if live else True
 
 
 def encode(doc: Mapping[str, Any]) -> bytes:

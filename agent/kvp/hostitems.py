@@ -8,10 +8,11 @@ them (secrets redacted) and remembers the new set.
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
 from agent.kvp import codec
 from agent.outcome import Action, Executor, Note, PlanPart, Problem
+from agent.system import printable
 
 if TYPE_CHECKING:
     from agent.hub import Context
@@ -45,10 +46,21 @@ class NoteHostItems(Action):
         }
 
 
-def observe_pools(pool_dir: str) -> Tuple[bool, Dict[int, codec.Pool]]:
-    """Whether the pool directory exists, and pools 0 and 1."""
-    pools = {pool: codec.read_pool(codec.pool_path(pool_dir, pool)) for pool in (codec.HOST_POOL, codec.GUEST_POOL)}
-    return os.path.isdir(pool_dir), pools
+def observe_pools(
+    pool_dir: str, should_stop: Optional[Callable[[], bool]] = None
+) -> Tuple[bool, Dict[int, codec.Pool], Tuple[Tuple[int, str], ...]]:
+    """Whether the pool directory exists, pools 0 and 1, and why a pool
+    could not be read (a FIFO, a symlink, a directory, EACCES: read as
+    empty, and a problem of the pool capability)."""
+    pools: Dict[int, codec.Pool] = {}
+    errors: List[Tuple[int, str]] = []
+    for pool in (codec.HOST_POOL, codec.GUEST_POOL):
+        try:
+            pools[pool] = codec.read_pool(codec.pool_path(pool_dir, pool), should_stop)
+        except codec.KvpError as exc:
+            pools[pool] = codec.Pool(())
+            errors.append((pool, str(exc)))
+    return os.path.isdir(pool_dir) and not os.path.islink(pool_dir), pools, tuple(errors)
 
 
 def plan_pool(
@@ -56,15 +68,19 @@ def plan_pool(
     pool_dir_exists: bool,
     host: codec.Pool,
     seen: Optional[Tuple[codec.Item, ...]],
+    errors: Tuple[Tuple[int, str], ...] = (),
 ) -> PlanPart:
     """Pure: the pool's problems and the note of what changed in pool 0."""
-    problems: List[Problem] = []
+    problems: List[Problem] = [Problem("pool", f"pool {n}", text) for n, text in errors]
     if not pool_dir_exists:
         problems.append(Problem("pool", pool_dir, f"pool directory {pool_dir} does not exist (is hv_kvp_daemon "
                                 "running?)", "waiting"))
     for warning in host.warnings:
         problems.append(Problem("pool", f"pool {codec.HOST_POOL}", f"pool {codec.HOST_POOL}: {warning}", "warning"))
     actions: List[Action] = []
+    if any(n == codec.HOST_POOL for n, _text in errors):
+        # Pool 0 could not be read: never note every item as removed.
+        return PlanPart((), tuple(problems), {"pool": Note("pool 0 unreadable")})
     if (seen or ()) != host.items:
         before = dict(seen or ())
         after = dict(host.items)
@@ -93,9 +109,10 @@ def _note_host_items(action: NoteHostItems, ctx: "Context") -> None:
     changes = list(action.added) + list(action.changed)
     for key in changes[:LOGGED_ITEMS]:
         verb = "added" if key in added else "changed"
-        log.info("pool %d: item %s %s: %s", codec.HOST_POOL, key, verb, redact_item(key, items[key]))
+        log.info("pool %d: item %s %s: %s", codec.HOST_POOL, printable(key), verb,
+                 printable(redact_item(key, items[key])))
     for key in action.removed[: max(0, LOGGED_ITEMS - len(changes))]:
-        log.info("pool %d: item %s removed", codec.HOST_POOL, key)
+        log.info("pool %d: item %s removed", codec.HOST_POOL, printable(key))
     more = len(changes) + len(action.removed) - LOGGED_ITEMS
     if more > 0:
         log.info("pool %d: %d more items added, changed or removed (not listed)", codec.HOST_POOL, more)

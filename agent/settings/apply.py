@@ -7,15 +7,16 @@ import logging
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
 
+from agent import system
 from agent.agentconfig import AgentConfig
 from agent.network.plan import static_network
-from agent.outcome import Executor
+from agent.outcome import Executor, Problem
 from agent.settings import daemonjson, database
-from agent.settings.plan import COPIED, ApplyDocker, ApplySysctl, HostInputs, MountDatabase, WriteFile
+from agent.settings.plan import ApplyDocker, ApplySysctl, HostInputs, MountDatabase, WriteFile, copied_to, text_keys
 from agent.shares.mountinfo import MountEntry
-from agent.system import read_text, run_command, under, write_atomic
+from agent.system import printable, read_text, run_command, under, write_atomic
 
 if TYPE_CHECKING:
     from agent.hub import Context
@@ -30,58 +31,77 @@ def _dockerd_version(conf: AgentConfig) -> Tuple[int, int]:
     return daemonjson.version_of(result.output) if result.returncode == 0 else (20, 10)
 
 
-def read_pid(path: str) -> Optional[int]:
-    text = read_text(path)
-    try:
-        return int(text.strip()) if text else None
-    except ValueError:
-        return None
+def _same_root(root: str, argv: List[str]) -> bool:
+    """Whether a process runs against files under `root` (its argv names a
+    path there): a fixture dockerd is inside the --root boundary; the real
+    system's and every other process are not."""
+    top = os.path.realpath(root).rstrip("/") + "/"
+    return any(top in arg for arg in argv)
 
 
 def dockerd_pid(conf: AgentConfig, root: str) -> Optional[int]:
-    """dockerd's pid from its pidfile, if it is running."""
-    from agent.system import pid_alive
+    """dockerd's pid from its pidfile, only if /proc confirms it is a
+    running dockerd (never a pid <= 1 or a stranger that reused the number)
+    and, under --root, one that runs against that root."""
+    pid = system.confirmed_pid(under(root, conf.docker.pidfile), system.DOCKERD_NAMES)
+    if pid is not None and root not in ("", "/") and not _same_root(root, system.process_args(pid)):
+        return None
+    return pid
 
-    pid = read_pid(under(root, conf.docker.pidfile))
-    return pid if pid is not None and pid_alive(pid) else None
+
+def _read(path: str, what: str, capability: str, problems: List[Problem]) -> Optional[str]:
+    """A file's text, None if absent; anything that is not a plain file (a
+    symlink, a FIFO, a directory) is a problem for that file only."""
+    try:
+        return read_text(path)
+    except OSError as exc:
+        problems.append(Problem(capability, what, f"{printable(what)}: {printable(exc.strerror or exc)}; ignored"))
+        return None
 
 
 def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], live: bool) -> HostInputs:
     """The database tree, drop-ins, DOCKER_OPTS, current files, dockerd and
     (only when the database asks for a static address) the interface."""
     dbs = conf.database
-    name = database.parse_cmdline(read_text(under(root, dbs.cmdline)) or "", dbs.label)
+    problems: List[Problem] = []
+    name = database.parse_cmdline(_read(under(root, dbs.cmdline), dbs.cmdline, "database", problems) or "",
+                                  dbs.label)
     mounted = any(m.target == dbs.mount_point for m in mounts)
-    tree: Optional[Dict[str, str]] = None
+    tree: Optional[Dict[str, Union[str, bytes]]] = None
     error = None
     if name is not None and mounted:
         top = under(root, database.base(dbs.mount_point, name))
-        if os.path.isdir(top):
+        if os.path.isdir(top) and not os.path.islink(top):
             try:
-                tree = database.read_tree(top)
+                tree, bad = database.read_tree_checked(top)
             except (OSError, database.DatabaseError) as exc:
-                error = str(exc)
+                error = printable(exc)
+            else:
+                # One bad key is a problem for that key only.
+                problems.extend(Problem("database", key, text) for key, text in sorted(bad.items()))
         else:
-            error = f"{database.base(dbs.mount_point, name)} does not exist"
+            error = f"{printable(database.base(dbs.mount_point, name))} does not exist"
     dropin_dir = under(root, conf.docker.dropin_dir)
     try:
         names = daemonjson.dropin_names(os.listdir(dropin_dir))
-    except (FileNotFoundError, NotADirectoryError):
+    except OSError:
         names = []
-    dropins = tuple((n, read_text(os.path.join(dropin_dir, n)) or "") for n in names)
-    files: Dict[str, Optional[str]] = {}
+    dropins = tuple((n, _read(os.path.join(dropin_dir, n), f"{conf.docker.dropin_dir}/{n}", "docker_config",
+                              problems) or "") for n in names)
+    files: Dict[str, Optional[bytes]] = {}
     for key in list(tree or {}):
-        target = COPIED.get(key)
-        if target is None and key.startswith("etc/docker/"):
-            target = "/" + key
+        target = copied_to(key)
         if target:
-            files[target] = read_text(under(root, target))
+            try:
+                files[target] = system.read_bytes_safely(under(root, target))
+            except OSError:
+                files[target] = None  # absent, or not a plain file: written anew (a link is replaced, not followed)
     version = _VERSION_CACHE.get(conf.docker.dockerd)
     if version is None and (tree or dropins):
         version = _VERSION_CACHE[conf.docker.dockerd] = _dockerd_version(conf)
     net = None
     try:
-        static = static_network(tree or {})
+        static = static_network(text_keys(tree))
     except ValueError:
         static = None
     if static is not None and live:
@@ -94,8 +114,10 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
         database=tree,
         database_error=error,
         dropins=dropins,
-        docker_opts=daemonjson.docker_opts_from_confd(read_text(under(root, conf.docker.confd)) or ""),
-        daemon_json=read_text(under(root, conf.docker.daemon_json)),
+        docker_opts=daemonjson.docker_opts_from_confd(
+            _read(under(root, conf.docker.confd), conf.docker.confd, "docker_config", problems) or ""),
+        daemon_json=_read(under(root, conf.docker.daemon_json), conf.docker.daemon_json, "docker_config", problems),
+        problems=tuple(problems),
         dockerd_running=dockerd_pid(conf, root) is not None,
         dockerd_version=version or (20, 10),
         files=files,
@@ -115,8 +137,8 @@ def mount_database(action: MountDatabase, ctx: "Context") -> None:
 
 
 def write_file(action: WriteFile, ctx: "Context") -> None:
-    write_atomic(ctx.path(action.path), action.content.encode())
-    log.info("wrote %s (from %s)", action.path, action.source)
+    write_atomic(ctx.path(action.path), action.content, mode=action.mode)
+    log.info("wrote %s (from %s)", action.path, printable(action.source))
 
 
 def apply_sysctl(action: ApplySysctl, ctx: "Context") -> None:
@@ -132,13 +154,19 @@ def apply_docker(action: ApplyDocker, ctx: "Context") -> None:
 
     docker = ctx.conf.docker
     if action.how == "reload":
-        pid = read_pid(ctx.path(docker.pidfile))
+        pid = dockerd_pid(ctx.conf, ctx.root)
         if pid is None:
-            raise RuntimeError(f"no pid in {docker.pidfile}")
+            raise RuntimeError(f"no running dockerd confirmed from {docker.pidfile}; not signalled")
         os.kill(pid, signal.SIGHUP)
         log.info("dockerd (pid %d) reloaded with SIGHUP for %s", pid, ", ".join(action.changed))
     else:
-        result = run_command(list(docker.restart_command), docker.verify_timeout + 30, ctx.should_stop)
+        program = docker.restart_command[0]
+        if ctx.root not in ("", "/") and not os.path.realpath(program).startswith(
+                os.path.realpath(ctx.root).rstrip("/") + "/"):
+            raise RuntimeError(f"not done under --root {ctx.root}: {program} is outside it")
+        # Not stopped by SIGTERM: a docker restart cut half-way can leave
+        # dockerd down (bounded by its timeout; OpenRC's stop waits for it).
+        result = run_command(list(docker.restart_command), docker.verify_timeout + 30)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(docker.restart_command)}: {result.output}")
         log.info("dockerd restarted for %s", ", ".join(action.changed))

@@ -199,8 +199,10 @@ def check(doc: Mapping[str, Any], where: str, version: Tuple[int, int]) -> None:
 
 
 def _parse(text: str, where: str, version: Tuple[int, int]) -> Dict[str, Any]:
+    from agent.system import loads_limited
+
     try:
-        doc = json.loads(text)
+        doc = loads_limited(text)  # a value nested too deep is refused, never a RecursionError
     except ValueError as exc:
         raise ConfigProblem(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(doc, dict):
@@ -282,8 +284,10 @@ def encode(doc: Mapping[str, Any]) -> str:
 
 def changed_keys(old: Optional[str], new: Mapping[str, Any]) -> FrozenSet[str]:
     """Top-level keys whose value differs (old unreadable: every key)."""
+    from agent.system import loads_limited
+
     try:
-        before = json.loads(old) if old else {}
+        before = loads_limited(old) if old else {}
     except ValueError:
         before = None
     if not isinstance(before, dict):

@@ -8,12 +8,15 @@ static address is the network capability's (agent/network/plan.py).
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from agent.network.plan import NetState
 from agent.outcome import Action, Note, PlanPart, Problem
 from agent.settings import daemonjson
+from agent.settings.database import copy_mode
 
+# Database keys read as settings (text only).
+SETTING_KEYS = ("etc/docker/daemon.json", "insecure-registry", "proxy/http", "proxy/https", "proxy/exclude")
 COPIED = {"etc/resolv.conf": "/etc/resolv.conf", "etc/hosts": "/etc/hosts", "etc/sysctl.conf": "/etc/sysctl.conf"}
 
 
@@ -23,14 +26,18 @@ class HostInputs:
 
     database_name: Optional[str] = None
     database_mounted: bool = False
-    database: Optional[Mapping[str, str]] = None  # key -> value; None: unavailable
+    # key -> value (text, or bytes byte-exact when not UTF-8); None: unavailable
+    database: Optional[Mapping[str, Union[str, bytes]]] = None
     database_error: Optional[str] = None
     dropins: Tuple[Tuple[str, str], ...] = ()
     docker_opts: str = ""
     daemon_json: Optional[str] = None
     dockerd_running: bool = False
     dockerd_version: Tuple[int, int] = (20, 10)
-    files: Mapping[str, Optional[str]] = field(default_factory=dict)  # guest path -> current text
+    files: Mapping[str, Optional[bytes]] = field(default_factory=dict)  # guest path -> current bytes
+    # What could not be read (one key, one drop-in, one file): a problem for
+    # that one only; the rest applies.
+    problems: Tuple[Problem, ...] = ()
     interface: str = "eth0"
     net: Optional[NetState] = None
 
@@ -51,9 +58,10 @@ class MountDatabase(Action):
 @dataclass(frozen=True)
 class WriteFile(Action):
     path: str
-    content: str = field(repr=False)
+    content: bytes = field(repr=False)
     source: str = ""
     owner: str = "database"  # daemon.json is docker_config's
+    mode: int = 0o644  # 0600 for a private key
 
     def name(self) -> str:
         return "write-file"
@@ -62,7 +70,7 @@ class WriteFile(Action):
         return self.owner
 
     def as_dict(self) -> Dict[str, object]:
-        return {"action": "write-file", "path": self.path, "from": self.source}
+        return {"action": "write-file", "path": self.path, "from": self.source, "mode": f"{self.mode:04o}"}
 
 
 @dataclass(frozen=True)
@@ -96,9 +104,23 @@ class ApplyDocker(Action):
         return f"{self.name()} (applied and verified)"
 
 
+def copied_to(key: str) -> Optional[str]:
+    """The guest path a database key is copied to, if it is one."""
+    if key in COPIED:
+        return COPIED[key]
+    if key.startswith("etc/docker/") and key != "etc/docker/daemon.json":
+        return "/" + key
+    return None
+
+
+def text_keys(db: Optional[Mapping[str, Union[str, bytes]]]) -> Dict[str, str]:
+    """The keys whose value is text (settings are read from these only)."""
+    return {k: v for k, v in (db or {}).items() if isinstance(v, str)}
+
+
 def daemon_json_layers(inputs: HostInputs) -> daemonjson.Layers:
     """The layers daemon.json is rendered from: drop-ins, then the database."""
-    db = inputs.database or {}
+    db = text_keys(inputs.database)
     return daemonjson.Layers(
         dropins=inputs.dropins,
         database=db.get("etc/docker/daemon.json"),
@@ -111,7 +133,7 @@ def daemon_json_layers(inputs: HostInputs) -> daemonjson.Layers:
 
 def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, daemon_json: str) -> PlanPart:
     actions: List[Action] = []
-    problems: List[Problem] = []
+    problems: List[Problem] = list(inputs.problems)
     notes: Dict[str, Note] = {}
     db = inputs.database
 
@@ -128,6 +150,9 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
     else:
         notes["database"] = Note(f"{inputs.database_name}: {len(db)} keys")
     db = db or {}
+    for key in SETTING_KEYS:
+        if isinstance(db.get(key), bytes):
+            problems.append(Problem("docker_config", key, f"database key {key} is not UTF-8 text; ignored"))
 
     # daemon.json
     layers = daemon_json_layers(inputs)
@@ -142,7 +167,7 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
         else:
             content = daemonjson.encode(doc)
             if content != inputs.daemon_json:
-                actions.append(WriteFile(daemon_json, content, "daemon.json layers", "docker_config"))
+                actions.append(WriteFile(daemon_json, content.encode(), "daemon.json layers", "docker_config"))
                 changed = daemonjson.changed_keys(inputs.daemon_json, doc)
                 how = daemonjson.how_to_apply(changed, inputs.dockerd_running)
                 if how != "none":
@@ -154,17 +179,15 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
                 notes["docker_config"] = Note("daemon.json up to date")
 
     # files
-    wanted_files: Dict[str, Tuple[str, str]] = {}
-    for key, target in COPIED.items():
-        if key in db:
-            wanted_files[target] = (db[key], key)
+    wanted_files: Dict[str, Tuple[bytes, str]] = {}
     for key, value in db.items():
-        if key.startswith("etc/docker/") and key != "etc/docker/daemon.json":
-            wanted_files["/etc/docker/" + key[len("etc/docker/") :]] = (value, key)
+        target = copied_to(key)
+        if target is not None:
+            wanted_files[target] = (value.encode() if isinstance(value, str) else value, key)
     for target in sorted(wanted_files):
-        content, key = wanted_files[target]
-        if inputs.files.get(target) != content:
-            actions.append(WriteFile(target, content, f"database key {key}"))
+        data, key = wanted_files[target]
+        if inputs.files.get(target) != data:
+            actions.append(WriteFile(target, data, f"database key {key}", mode=copy_mode(key, data)))
             if target == "/etc/sysctl.conf":
                 actions.append(ApplySysctl(target))
 

@@ -15,7 +15,7 @@ from agent.outcome import Executor, first_line
 from agent.shares.items import credentials_file
 from agent.shares.mountinfo import parse_mountinfo
 from agent.shares.plan import BindAlias, MountShare, RemoveDir, Retry, SaveShares, SharesState, Unmount
-from agent.system import create_exclusive, read_text, run_command
+from agent.system import create_exclusive, printable, read_bytes_safely, read_text, run_command
 
 if TYPE_CHECKING:
     from agent.hub import Context
@@ -28,12 +28,14 @@ AUTH_ERROR = "mount error(13)"
 def load_shares(path: str) -> Tuple[SharesState, Optional[str]]:
     """The saved share state, and a problem text if it was unreadable."""
     try:
-        with open(path, "rb") as f:
-            return SharesState.from_json(f.read()), None
+        return SharesState.from_json(read_bytes_safely(path, 1 << 20)), None
     except FileNotFoundError:
         return SharesState(), None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        return SharesState(), f"share state {path} is unreadable ({type(exc).__name__}); starting from the pool"
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        # Re-validated as if it came from the host: anyone with root may
+        # have written it.
+        return SharesState(), (f"share state {printable(path)} is unreadable ({type(exc).__name__}); "
+                               "starting from the pool")
 
 
 class MountFailed(Exception):

@@ -41,7 +41,9 @@ class SharesState:
     @classmethod
     def from_json(cls, data: bytes) -> "SharesState":
         """Raises ValueError on anything but a state this agent wrote."""
-        doc = json.loads(data)
+        from agent.system import loads_limited
+
+        doc = loads_limited(data)
         if not isinstance(doc, dict):
             raise ValueError("not an object")
         drives = tuple(

@@ -233,9 +233,6 @@ def test_reading_commands_survive_a_hostile_root(tmp_path_factory, case):
         _no_terminal_control(out, " ".join(args))
 
 
-@pytest.mark.xfail(strict=True, reason="needs the lead's wiring in hub.py/settings (KvpError per pool, "
-                   "database.read_tree_checked, database.loads_limited in daemonjson, printable in logs): "
-                   "remove this mark once it passes")
 @few
 @given(hostile_cases)
 def test_a_pass_survives_a_hostile_root(tmp_path_factory, case):

@@ -148,9 +148,27 @@ def test_plan_writes_and_reloads_then_nothing():
     p = plan_host(running, **PLAN_ARGS)
     assert [a.name() for a in p.actions] == ["write-file", "reload-docker", "write-file"]
     assert p.actions[0].path == "/etc/docker/daemon.json" and json.loads(p.actions[0].content) == {"debug": True}
-    done = HostInputs(**{**running.__dict__, "daemon_json": p.actions[0].content,
-                         "files": {"/etc/hosts": "127.0.0.1 x\n"}})
+    done = HostInputs(**{**running.__dict__, "daemon_json": p.actions[0].content.decode(),
+                         "files": {"/etc/hosts": b"127.0.0.1 x\n"}})
     assert plan_host(done, **PLAN_ARGS).actions == ()
+
+
+def test_binary_and_private_key_files_are_copied_byte_exact_with_their_modes():
+    der = bytes(range(256))
+    key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
+    p = plan_host(db_inputs(**{"etc/docker/certs.d/reg:5000/ca.der": der, "etc/docker/certs.d/reg:5000/client.key": key,
+                               "etc/hosts": "127.0.0.1 x\n"}), **PLAN_ARGS)
+    writes = {a.path: a for a in p.actions if a.name() == "write-file"}
+    assert writes["/etc/docker/certs.d/reg:5000/ca.der"].content == der
+    assert writes["/etc/docker/certs.d/reg:5000/client.key"].mode == 0o600
+    assert writes["/etc/hosts"].mode == 0o644 and writes["/etc/hosts"].content == b"127.0.0.1 x\n"
+    assert "BEGIN" not in str([a.as_dict() for a in p.actions])  # content never printed
+
+
+def test_a_binary_settings_key_is_a_problem_for_that_key_only():
+    p = plan_host(db_inputs(**{"proxy/http": b"\xff\xfe", "etc/docker/daemon.json": '{"debug": true}'}), **PLAN_ARGS)
+    assert [(x.capability, x.subject) for x in p.problems] == [("docker_config", "proxy/http")]
+    assert [a.name() for a in p.actions] == ["write-file"]
 
 
 def test_broken_database_value_keeps_the_previous_daemon_json():
