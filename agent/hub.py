@@ -212,9 +212,26 @@ class Context:
     release: Callable[[str], None] = lambda target: None
     changed: bool = False
     rerun: bool = False
+    # Told before each action with its deadline (monotonic), and with None
+    # after: the healthcheck answers "alive" while an action is within it.
+    busy: Callable[[Optional[Action], float], None] = lambda action, deadline: None
 
     def path(self, p: str) -> str:
         return under(self.root, p)
+
+
+def deadline_of(action: Action, conf: AgentConfig) -> float:
+    """The longest an action may legitimately take, in seconds: its command's
+    own timeout plus a margin (a mount to a host that drops packets, a docker
+    restart and its verification)."""
+    from agent.settings.plan import ApplyDocker
+    from agent.shares.plan import MountShare
+
+    if isinstance(action, MountShare):
+        return conf.shares.mount_timeout + 10
+    if isinstance(action, ApplyDocker):
+        return 2 * conf.docker.verify_timeout + 40
+    return 45.0  # umount 30 s, 9p mount 30 s, bind and sysctl 10 s
 
 
 EXECUTORS: Dict[type, Executor] = {
@@ -245,6 +262,7 @@ def apply(actions: Tuple[Action, ...], ctx: Context) -> List[Outcome]:
         if drive is not None and drive in failed_drives:
             outcomes.append(Outcome(action, False, "skipped: an earlier step for this drive failed", skipped=True))
             continue
+        ctx.busy(action, time.monotonic() + deadline_of(action, ctx.conf))
         try:
             _apply_one(action, ctx)
         except Exception as exc:  # one failure never stops the others
@@ -260,6 +278,8 @@ def apply(actions: Tuple[Action, ...], ctx: Context) -> List[Outcome]:
             shares_apply.succeeded(action, ctx)
             ctx.memory.last_errors.pop(what, None)
             outcomes.append(Outcome(action, True))
+        finally:
+            ctx.busy(None, 0.0)
     if ctx.changed:
         try:
             write_atomic(ctx.path(ctx.conf.shares.state_file), ctx.shares.to_json(), mode=0o600)

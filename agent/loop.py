@@ -10,7 +10,7 @@ import select
 import signal
 import socket
 import time
-from typing import Any, Callable, Dict, List, Optional, Set
+from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from agent import hub, kvp, status
 from agent.agentconfig import AgentConfig, ConfigError
@@ -90,6 +90,7 @@ class Agent:
         self.waiting_for_network = False
         self._logged_problems: Set[str] = set()
         self._live_reload_error: Optional[str] = None
+        self._busy: Optional[Tuple[str, float]] = None  # the running action and its deadline
         self._pass_crash: Optional[str] = None
         self._stop = False
         self._hup = False
@@ -109,7 +110,7 @@ class Agent:
                 log.warning("%s", printable(problem.text))
         self._logged_problems = {p.text for p in plan.problems}
         ctx = hub.Context(self.conf, self.root, self.memory, obs.shares, lambda: self._stop,
-                                self._release_watch)
+                                self._release_watch, busy=self._set_busy)
         outcomes = hub.apply(plan.actions, ctx)
         self.rerun = ctx.rerun
         self.passes += 1
@@ -198,6 +199,9 @@ class Agent:
             state=state,
         )
         doc["shares"] = dict(self.drives)
+        if self._busy is not None:
+            left = self._busy[1] - time.monotonic()
+            doc["busy"] = {"action": self._busy[0], "deadline": status.now_iso(time.time() + max(0.0, left))}
         # When each failing drive is tried next: an absolute time, here only
         # (pool 1 carries no countdown).
         now_wall, now_mono = time.time(), time.monotonic()
@@ -253,6 +257,17 @@ class Agent:
             self._hup = True
         elif signum == signal.SIGUSR1:
             self._usr1 = True
+            busy = self._busy
+            if busy is not None and time.monotonic() < busy[1]:
+                # A pass is busy within its deadline (a mount waiting on a
+                # slow host, a docker restart): alive, so answer now. Past
+                # the deadline the loop is stuck: no answer, and OpenRC
+                # restarts it.
+                self.heartbeat = time.time()
+                self.write_status(self.document())
+
+    def _set_busy(self, action: Optional[Any], deadline: float) -> None:
+        self._busy = (f"{action.name()} {action.subject()}".strip(), deadline) if action is not None else None
 
     def _poke(self) -> None:
         """From a watcher thread: the loop should refresh the status."""

@@ -430,11 +430,15 @@ class CommandResult:
         self.output = output
 
 
-def run_command(argv: List[str], timeout: float, should_stop: Callable[[], bool] = lambda: False) -> CommandResult:
+def run_command(argv: List[str], timeout: float, should_stop: Callable[[], bool] = lambda: False,
+                detach: bool = False) -> CommandResult:
     """Run argv (never through a shell), its stdout and stderr together;
     killed on timeout, or when should_stop() turns true (SIGTERM)."""
     try:
-        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # detach: a session of its own, so that a signal to the agent's
+        # process group (its service being stopped) does not cut it short.
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=detach)
     except OSError as exc:
         return CommandResult(127, f"{argv[0]}: {exc.strerror}")
     deadline = time.monotonic() + timeout

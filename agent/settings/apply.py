@@ -166,7 +166,7 @@ def apply_docker(action: ApplyDocker, ctx: "Context") -> None:
             raise RuntimeError(f"not done under --root {ctx.root}: {program} is outside it")
         # Not stopped by SIGTERM: a docker restart cut half-way can leave
         # dockerd down (bounded by its timeout; OpenRC's stop waits for it).
-        result = run_command(list(docker.restart_command), docker.verify_timeout + 30)
+        result = run_command(list(docker.restart_command), docker.verify_timeout + 30, detach=True)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(docker.restart_command)}: {result.output}")
         log.info("dockerd restarted for %s", ", ".join(action.changed))
