@@ -312,6 +312,11 @@ class Agent:
         # agent's back is noticed at once. Not under --root (a fixture tree).
         mounts = open("/proc/self/mountinfo", "rb") if self.root in ("", "/") else None  # noqa: SIM115
         log.info("moby-agent started (pid %d), watching %s", os.getpid(), watcher.watching)
+        # `kill -USR2 PID` writes every thread's Python stack to the log: where
+        # a stuck agent is stuck (README: debugging a guest).
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR2, all_threads=True)
         # A mount killed mid-way (the agent was SIGKILLed) left its 0600
         # credentials file: nothing else will ever remove it.
         try:

@@ -47,3 +47,37 @@ def test_share_and_database_unmounted_behind_the_agents_back_come_back(guest):
     guest.wait(lambda: not mounted(guest, "/c"), timeout=10, what="cleanup")
     guest.kvp.delete(0, "cifsmount")
     guest.kvp.delete(0, "cifsumount")
+
+
+def test_health_answers_while_a_mount_waits_on_a_silent_host(guest):
+    """smbd frozen: the guest's TCP connect succeeds, the SMB negotiation
+    never answers, mount.cifs waits. The healthcheck (what OpenRC runs)
+    must say alive meanwhile: restarting the agent would not help."""
+    import os
+    import signal
+
+    smbd = int(guest.smbd_pidfile.read_text().split()[0])
+    os.kill(smbd, signal.SIGSTOP)
+    try:
+        guest.kvp.set(0, "cifsmount", V1)
+        guest.wait(lambda: guest.run(["sh", "-c", "ps -o args | grep -q '[m]ount.cifs'"]).returncode == 0,
+                   timeout=15, what="a mount in progress")
+        answers = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 12:
+            answers.append(guest.run(["moby-agent", "health", "--timeout", "4"]).returncode)
+            time.sleep(1)
+        print(f"health while a mount waits on a silent host: {answers}")
+        assert answers and all(code == 0 for code in answers)
+        assert json.loads(guest.read("/run/moby-agent/status.json"))["busy"]["action"] == "mount /c"
+    finally:
+        os.kill(smbd, signal.SIGCONT)
+    t0 = time.monotonic()
+    guest.wait(lambda: mounted(guest, "/c") and mounted(guest, "/C"), timeout=60, what="the share after smbd thawed")
+    print(f"share mounted {time.monotonic() - t0:.1f} s after the host answered again")
+    rc = guest.run(["rc-status", "--nocolor"]).stdout
+    assert "crashed" not in rc and "moby-agent" in rc
+    guest.kvp.set(0, "cifsumount", "/c;/C")
+    guest.wait(lambda: not mounted(guest, "/c"), timeout=15, what="cleanup")
+    guest.kvp.delete(0, "cifsmount")
+    guest.kvp.delete(0, "cifsumount")
