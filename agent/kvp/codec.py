@@ -136,13 +136,24 @@ def encode(items: Iterable[Item]) -> bytes:
 
 
 def _read_all(fd: int) -> bytes:
-    os.lseek(fd, 0, os.SEEK_SET)
-    chunks: List[bytes] = []
-    while True:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+    """The whole file, read into one buffer of its size (chunks joined at
+    the end would hold the pool twice: 2x memory for a large pool)."""
+    size = os.fstat(fd).st_size
+    buf = bytearray(size)
+    view = memoryview(buf)
+    done = 0
+    while done < size:
+        n = os.preadv(fd, [view[done:]], done)
+        if n == 0:
+            break  # shrank meanwhile (we hold the lock: only a writer ignoring it)
+        done += n
+    view.release()
+    del buf[done:]
+    while True:  # grew meanwhile
+        more = os.pread(fd, 1 << 20, len(buf))
+        if not more:
+            return buf  # type: ignore[return-value]  # a bytearray serves wherever bytes are read
+        buf += more
 
 
 _LOCK_POLL = 0.05  # seconds between tries while another process holds the lock
