@@ -87,8 +87,8 @@ def startup(runs: int) -> str:
             root = tempfile.mkdtemp(prefix="moby-bench-")
             first.append(timed([sys.executable, "-c", WRAPPER, "--root", root, "run", "--once"], installed))
             subprocess.run(["rm", "-rf", root])
-            imports.append(timed([sys.executable, "-c", "import agent.cli, agent.daemon"], installed))
-            cold.append(timed([sys.executable, "-c", "import agent.cli, agent.daemon"], checkout))
+            imports.append(timed([sys.executable, "-c", "import agent.cli, agent.loop"], installed))
+            cold.append(timed([sys.executable, "-c", "import agent.cli, agent.loop"], checkout))
             deps.append(timed([sys.executable, "-c", DEPS_IMPORT], dict(os.environ)))
     finally:
         subprocess.run(["rm", "-rf", inst])

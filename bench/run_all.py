@@ -29,6 +29,8 @@ def main() -> None:
         "### Pool parsing (items per second)\n\n```\n" + run("pool_parse.py", "--runs", "3" if quick else "7")
         + "```\n\nGoal: within 3x of a plain read() at 1,000 records and beyond.\n",
         run("reaction.py", "--updates", "200" if quick else "1000", "--poll-updates", "3" if quick else "20"),
+        "### A pass against the pool's size\n\n" + run("pool_scale.py", "--runs", "3" if quick else "5")
+        + "\nGoal: linear (20,000 items about 10 times 2,000), memory under about twice the pool file.\n",
         run("footprint.py", "--idle", "5" if quick else "60", "--updates", "1000" if quick else "10000",
             "--runs", "3" if quick else "10"),
     ]
