@@ -10,7 +10,7 @@ import time
 from typing import List, Optional
 
 from agent import __version__, agentconfig, kvp
-from agent.system import AGENT_NAMES, pid_is, printable, process_args, read_json, read_text, under, valid_pid
+from agent.system import printable, read_json, read_text, under, valid_pid
 
 log = logging.getLogger("moby-agent")
 
@@ -170,31 +170,10 @@ def _read_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> Opt
     return _valid_status(doc)
 
 
-def _same_root(root: str, argv: List[str]) -> bool:
-    """Whether a process's argv runs the agent against this --root."""
-    want = os.path.realpath(root)
-    for i, arg in enumerate(argv):
-        if arg == "--root" and i + 1 < len(argv):
-            return os.path.realpath(argv[i + 1]) == want
-        if arg.startswith("--root="):
-            return os.path.realpath(arg[len("--root="):]) == want
-    return False
-
-
 def running_agent(args: argparse.Namespace, doc: Optional[dict]) -> Optional[int]:
-    """The pid in the status file, only if /proc confirms it is a running
-    moby-agent (never a pid <= 1 or a stranger that reused the number) and,
-    under --root, one that runs against this same root: a fixture agent is
-    inside the boundary, the real system's agent and every other process
-    are not."""
-    if not doc or doc.get("state") == "stopped":
-        return None
-    pid = valid_pid(doc.get("pid"))
-    if pid is None or not pid_is(pid, AGENT_NAMES):
-        return None
-    if args.root not in ("", "/") and not _same_root(args.root, process_args(pid)):
-        return None
-    return pid
+    from agent import status
+
+    return status.running_pid(doc, args.root)
 
 
 def _signal_agent(args: argparse.Namespace, doc: Optional[dict], sig: int) -> Optional[int]:

@@ -150,7 +150,7 @@ class Doctor:
         """The running agent's own view, from its status file: the same
         capability states `moby-agent status` and pool 1 show."""
         doc = status.load(self.p(self.s.status.file))
-        if doc is None or not status.alive(doc, self.live):
+        if doc is None or status.running_pid(doc, self.root) is None:
             return [Check(FAIL, "agent", "moby-agent is not running; `rc-service moby-agent start`")]
         checks = []
         for name, cap in sorted((doc.get("capabilities") or {}).items()):

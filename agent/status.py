@@ -13,7 +13,7 @@ from agent import __version__, kvp
 from agent.outcome import CAPABILITIES, capability
 
 __all__ = ["CAPABILITIES", "GUEST_PREFIX", "capability", "describe", "document", "encode", "guest_changes",
-           "guest_items", "load", "alive", "now_iso", "overall"]
+           "guest_items", "load", "now_iso", "overall", "running_pid"]
 
 GUEST_PREFIX = "moby-agent."
 
@@ -64,16 +64,22 @@ def load(path: str) -> Optional[Dict[str, Any]]:
     return doc
 
 
-def alive(doc: Mapping[str, Any], live: bool = True) -> bool:
-    """Whether the agent that wrote `doc` is running: not stopped, and its
-    pid (an int above 1) alive. Under --root (live False) no pid is this
-    system's: only the document's state counts."""
-    from agent.system import AGENT_NAMES, pid_is, valid_pid
+def running_pid(doc: Optional[Mapping[str, Any]], root: str = "/") -> Optional[int]:
+    """The pid of the agent that wrote `doc`, only if it is running: not
+    stopped, and /proc confirms the pid is a moby-agent (never a pid <= 1 or
+    a stranger that reused the number) and, under --root, one running
+    against that same root. The one answer to "is the agent running" for
+    status, health, watch and doctor."""
+    from agent.system import AGENT_NAMES, pid_is, process_args, same_root, valid_pid
 
+    if not doc or doc.get("state") == "stopped":
+        return None
     pid = valid_pid(doc.get("pid"))
-    if doc.get("state") == "stopped" or pid is None:
-        return False
-    return pid_is(pid, AGENT_NAMES) if live else True
+    if pid is None or not pid_is(pid, AGENT_NAMES):
+        return None
+    if root not in ("", "/") and not same_root(root, process_args(pid)):
+        return None
+    return pid
 
 
 def encode(doc: Mapping[str, Any]) -> bytes:

@@ -310,6 +310,20 @@ def process_args(pid: int, proc: str = "/proc") -> List[str]:
     return [a.decode("utf-8", "surrogateescape") for a in raw.rstrip(b"\0").split(b"\0")]
 
 
+def same_root(root: str, argv: List[str]) -> bool:
+    """Whether a process (by its argv) runs against `root`: an agent given
+    `--root ROOT`, or a program given a path under ROOT (a fixture dockerd's
+    --pidfile). Under --root, only such processes are inside the boundary."""
+    want = os.path.realpath(root)
+    for i, arg in enumerate(argv):
+        if arg == "--root" and i + 1 < len(argv):
+            return os.path.realpath(argv[i + 1]) == want
+        if arg.startswith("--root="):
+            return os.path.realpath(arg[len("--root="):]) == want
+    top = want.rstrip("/") + "/"
+    return any(top in arg for arg in argv)
+
+
 def signal_confirmed(pid: object, names: Iterable[str], sig: int, proc: str = "/proc") -> bool:
     """Send `sig` to `pid` only if pid_is(pid, names); True if it was sent.
     Never a pid <= 1, never a number as it was read from a file."""

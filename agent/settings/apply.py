@@ -31,20 +31,12 @@ def _dockerd_version(conf: AgentConfig) -> Tuple[int, int]:
     return daemonjson.version_of(result.output) if result.returncode == 0 else (20, 10)
 
 
-def _same_root(root: str, argv: List[str]) -> bool:
-    """Whether a process runs against files under `root` (its argv names a
-    path there): a fixture dockerd is inside the --root boundary; the real
-    system's and every other process are not."""
-    top = os.path.realpath(root).rstrip("/") + "/"
-    return any(top in arg for arg in argv)
-
-
 def dockerd_pid(conf: AgentConfig, root: str) -> Optional[int]:
     """dockerd's pid from its pidfile, only if /proc confirms it is a
     running dockerd (never a pid <= 1 or a stranger that reused the number)
     and, under --root, one that runs against that root."""
     pid = system.confirmed_pid(under(root, conf.docker.pidfile), system.DOCKERD_NAMES)
-    if pid is not None and root not in ("", "/") and not _same_root(root, system.process_args(pid)):
+    if pid is not None and root not in ("", "/") and not system.same_root(root, system.process_args(pid)):
         return None
     return pid
 

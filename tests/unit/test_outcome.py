@@ -143,3 +143,23 @@ def test_doctor_and_the_agent_read_the_mount_table_alike(tmp_path, mountinfo, mo
     verdict = Doctor(conf, str(tmp_path)).database()[1]
     assert agent_view == mounted
     assert (verdict.level == OK) == mounted, verdict.text
+
+
+def test_doctor_and_status_agree_on_whether_the_agent_runs(tmp_path):
+    """One answer to "is the agent running" (status.running_pid), whatever
+    the status file says: doctor's agent check and `moby-agent status`."""
+    import json
+    import os
+
+    from agent import status
+
+    (tmp_path / "run" / "moby-agent").mkdir(parents=True)
+    path = tmp_path / "run" / "moby-agent" / "status.json"
+    conf = AgentConfig()
+    for pid in (-1, 0, 1, os.getpid(), 2**40, "12", None):
+        path.write_text(json.dumps({"pid": pid, "state": "running", "capabilities": {}}))
+        doc = status.load(str(path))
+        running = status.running_pid(doc, str(tmp_path)) is not None
+        verdict = Doctor(conf, str(tmp_path)).agent()[0]
+        assert not running  # none of them is an agent running against this root
+        assert verdict.level != OK and "not running" in verdict.text, (pid, verdict)
