@@ -165,6 +165,7 @@ def test_render_refuses_exactly_the_keys_set_twice(case, key):
         assert render(layers, opts) == {key: value}
 
 
+@pytest.mark.reach
 def test_the_argv_generator_reaches_every_syntax():
     """The property above sees every syntax: counted over 300 examples."""
     seen = Counter()

@@ -12,6 +12,7 @@ applied, the next plan has nothing to do; no password shows in any action.
 
 import json
 
+import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -178,6 +179,7 @@ def test_a_host_session_mounts_what_the_rules_say(session):
         event("unmount")
 
 
+@pytest.mark.reach
 def test_host_sessions_reach_mounts_remounts_and_recovery():
     def facts(session):
         world, seen = play(session, check=False)

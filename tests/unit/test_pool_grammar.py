@@ -8,6 +8,7 @@ key: the last record wins; a trailing partial record is ignored with a
 warning.
 """
 
+import pytest
 from hypothesis import event, given
 from hypothesis import strategies as st
 
@@ -94,6 +95,7 @@ def test_whole_records_decode_by_the_rules(case):
     assert ("not valid UTF-8" in text) == bad, pool.warnings
 
 
+@pytest.mark.reach
 def test_the_pool_grammar_reaches_whole_records_and_its_odd_cases():
     def items(case):
         return expected_from_rules(case[1])
