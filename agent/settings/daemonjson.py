@@ -205,9 +205,7 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if kind == OBJ:
         return isinstance(value, dict)
-    if kind == LOBJ:
-        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
-    return False
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)  # LOBJ
 
 
 def check(doc: Mapping[str, Any], where: str, version: Tuple[int, int]) -> None:
@@ -243,21 +241,13 @@ def flag_keys(docker_opts: str) -> FrozenSet[str]:
     return args_flag_keys(words)
 
 
-def _takes_value(name: str, following: Sequence[str]) -> bool:
-    """Whether a flag given without "=" takes the next word as its value."""
-    if name in BOOL_FLAGS:
-        return False
-    if name in VALUE_FLAGS:
-        return True
-    # A flag dockerd does not know (it refuses to start on it anyway): a
-    # next word that is not a flag is taken to be its value.
-    return bool(following) and not following[0].startswith("-")
-
-
 def args_flag_keys(args: Sequence[str]) -> FrozenSet[str]:
     """The daemon.json keys that dockerd's argv sets, read as pflag does:
-    "--flag=v", "--flag v", "-H v", "-Hv", "-H=v", combined shorthands
-    ("-DH v": -D, then -H with the next word), "--" ends the flags."""
+    "--flag=v", "--flag v" (the next word, whatever it is), "-H v", "-Hv",
+    "-H=v", combined shorthands ("-DH v": -D, then -H with the next word),
+    "--" ends the flags. A word that is no flag and no flag's value is
+    skipped (dockerd takes no arguments; it refuses to start on one, as on
+    an unknown flag, which is also taken to be its key)."""
     keys = set()
     i = 0
     while i < len(args):
@@ -265,25 +255,23 @@ def args_flag_keys(args: Sequence[str]) -> FrozenSet[str]:
         i += 1
         if word == "--":
             break
-        if not word.startswith("-") or word == "-":
+        if not word.startswith("-"):
             continue
         if word.startswith("--"):
             name, eq, _ = word[2:].partition("=")
-            if not name:
-                continue
-            keys.add(_FLAG_KEYS.get(name, name))
-            if not eq and _takes_value(name, args[i:]) and i < len(args):
-                i += 1
+            if name:
+                keys.add(_FLAG_KEYS.get(name, name))
+                if not eq and name in VALUE_FLAGS:
+                    i += 1  # its value is the next word
             continue
         shorts = word[1:]
         while shorts:
-            name, rest = shorts[0], shorts[1:]
+            name, shorts = shorts[0], shorts[1:]
             keys.add(_FLAG_KEYS.get(name, name))
-            if rest.startswith("=") or (name not in BOOL_FLAGS and rest):
+            if shorts.startswith("=") or (shorts and name not in BOOL_FLAGS):
                 break  # the rest of the word is the value
-            if not rest and _takes_value(name, args[i:]) and i < len(args):
-                i += 1
-            shorts = rest
+            if not shorts and name in VALUE_FLAGS:
+                i += 1  # its value is the next word
     return frozenset(keys)
 
 

@@ -90,6 +90,15 @@ def test_each_kind_of_value_is_checked(key, good, bad):
     assert info.value.args[0].startswith("database key etc/docker/daemon.json: ")
 
 
+def test_a_wrong_type_shows_the_value_cut_at_60_characters():
+    with pytest.raises(ConfigProblem) as info:
+        render(Layers(database='{"debug": "yes"}'))
+    assert str(info.value).endswith("'debug' must be a boolean, not \"yes\"")
+    with pytest.raises(ConfigProblem) as info:
+        render(Layers(database=json.dumps({"mtu": "x" * 100})))
+    assert str(info.value).endswith("not " + json.dumps("x" * 100)[:60])
+
+
 def test_encode_is_stable_indented_json_with_a_newline():
     assert daemonjson.encode({"b": 1, "a": [1]}) == '{\n  "a": [\n    1\n  ],\n  "b": 1\n}\n'
 

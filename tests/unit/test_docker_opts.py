@@ -66,6 +66,30 @@ def test_values_and_arguments_are_not_flags(opts):
     render(Layers(database='{"debug": true}'), opts)  # no clash
 
 
+@pytest.mark.parametrize(
+    "args, keys",
+    [
+        (["--debug", "vfs"], {"debug"}),  # a stray word is no flag, nor its letters
+        (["--=x", "--debug"], {"debug"}),  # a nameless flag: skipped, the rest still read
+        (["-v"], {"v"}),  # a shorthand with no daemon.json key of its own: its name
+        (["--unknown-flag"], {"unknown-flag"}),
+        (["--unknown-flag", "x", "--debug"], {"unknown-flag", "debug"}),
+        (["--unknown-flag", "--debug"], {"unknown-flag", "debug"}),
+        (["-", "-D"], {"debug"}),
+        (["--label"], {"labels"}),  # a value flag at the end (dockerd: "needs an argument")
+        (["-H"], {"hosts"}),
+        (["-Dl", "debug", "-s=vfs"], {"debug", "log-level", "storage-driver"}),
+        (["-xD"], {"x"}),  # an unknown shorthand takes the rest of the word as its value
+    ],
+)
+def test_args_flag_keys_examples(args, keys):
+    assert daemonjson.args_flag_keys(args) == keys
+
+
+def test_unbalanced_quotes_are_split_on_spaces():
+    assert daemonjson.flag_keys('--debug --label "unterminated') == {"debug", "labels"}
+
+
 # ---- pflag, as a property ---------------------------------------------------
 
 # (long name, shorthand, daemon.json key, takes a value): dockerd 20.10's flags
