@@ -2,6 +2,9 @@
 behaves like hv_kvp_daemon (tests/integration/writer.py): the README's
 "Pool files" rules about locks, pool numbers, and what a write changes."""
 
+import errno
+import os
+import stat
 import subprocess
 import sys
 import time
@@ -92,3 +95,32 @@ def test_items_at_the_size_limits(tmp_path):
             kvp.update_pool(path, {key: value})
     assert kvp.read_pool(path).get("k") is None
     assert kvp.read_pool(path).get("k" * 511) == "v" * 2047
+
+
+def test_a_created_pool_file_is_0644_and_deleting_everything_empties_it(tmp_path):
+    path = tmp_path / ".kvp_pool_1"
+    old = os.umask(0o022)
+    try:
+        assert kvp.update_pool(str(path), {"a": "1", "b": "2"}) is True
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert kvp.update_pool(str(path), {"a": None, "b": None}) is True
+    assert path.stat().st_size == 0
+    assert kvp.read_pool(str(path)) == kvp.Pool(())
+
+
+@pytest.mark.parametrize("errno_, message", [(errno.ENOSPC, "no space left"), (errno.EIO, "write failed")])
+def test_a_failed_write_is_a_kvp_error_naming_the_file(tmp_path, monkeypatch, errno_, message):
+    path = tmp_path / ".kvp_pool_1"
+    kvp.update_pool(str(path), {"a": "1"})
+
+    def fail(*args):
+        raise OSError(errno_, os.strerror(errno_))
+
+    for name in ("write", "pwrite", "writev", "pwritev"):
+        if hasattr(os, name):
+            monkeypatch.setattr(os, name, fail)
+    with pytest.raises(kvp.KvpError, match=message) as info:
+        kvp.update_pool(str(path), {"a": "2"})
+    assert str(path) in str(info.value)
