@@ -32,7 +32,9 @@ class World:
     the test's own model of what must be mounted."""
 
     def __init__(self):
-        self.pool = {}  # key -> value, in file order (a rewritten key keeps its record)
+        # key -> value, in file order (a rewritten key keeps its record); the
+        # host keeps other items there too.
+        self.pool = {"com.docker.database.generation": "1"}
         self.table = []  # [target, source, dev, shown options]
         self.state = SharesState()
         self.dev = 40
