@@ -26,7 +26,7 @@ settings.register_profile("default", deadline=None, max_examples=200)
 settings.register_profile("soak", deadline=None, max_examples=10_000)
 # `make mutate`: every mutant runs the tests that reach it; fewer examples, the
 # same ones each time (a mutant's verdict must not depend on luck).
-settings.register_profile("mutate", deadline=None, max_examples=50, derandomize=True, database=None)
+settings.register_profile("mutate", deadline=None, max_examples=30, derandomize=True, database=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

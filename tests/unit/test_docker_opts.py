@@ -255,7 +255,7 @@ def confd_files(draw):
     return "\n".join(lines) + "\n"
 
 
-@settings(max_examples=60)
+@settings(max_examples=min(60, settings().max_examples))  # each example runs /bin/sh
 @given(confd_files())
 def test_reading_confd_agrees_with_the_shell(tmp_path_factory, text):
     """The pure reader and /bin/sh sourcing the file give the same DOCKER_OPTS."""
