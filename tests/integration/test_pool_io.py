@@ -96,13 +96,14 @@ def test_removed_and_recreated_pool_directory_is_picked_up(root):
 
 
 def test_burst_of_writes_is_coalesced_and_the_last_pass_sees_the_end(root):
-    # 100 daemon-style writes 5 ms apart, settle_ms 50: measured 3 to 5
-    # passes with coalescing (on a loaded 2-core machine), 71 to 92 with it
-    # removed from poolwatch.py. The default settle_ms (1) is too short to
-    # tell the two apart on a loaded machine (4-15 passes either way).
+    # 100 daemon-style writes 5 ms apart, settle_ms 100: measured 3 to 4
+    # passes with coalescing on a loaded 2-core machine (3 to 7 with settle_ms
+    # 50 and more load), 71 to 92 with it removed from poolwatch.py. The
+    # default settle_ms (1) is too short to tell the two apart on a loaded
+    # machine (4-15 passes either way).
     cfg = root / "etc" / "moby-agent" / "agent.toml"
     cfg.parent.mkdir(parents=True)
-    cfg.write_text('log_level = "debug"\n[watch]\nsettle_ms = 50\n')
+    cfg.write_text('log_level = "debug"\n[watch]\nsettle_ms = 100\n')
     agent = AgentProcess(root)
     try:
         before = agent.wait_status(lambda d: d["passes"] >= 1)["passes"]
@@ -112,7 +113,7 @@ def test_burst_of_writes_is_coalesced_and_the_last_pass_sees_the_end(root):
         time.sleep(0.3)
         passes = agent.status()["passes"] - before
         print("passes for 100 writes:", passes)
-        assert 1 <= passes <= 6, passes
+        assert 1 <= passes <= 8, passes
         later = agent.drain()
         assert not any("item n " in line for line in later), later  # nothing after the final content
     finally:
