@@ -80,6 +80,27 @@ def test_the_directory_removed_and_recreated_is_watched_again(pool_dir, watcher)
     assert watcher.wait(0) is True
 
 
+def test_the_directory_moved_away_is_noticed(pool_dir, watcher):
+    os.rename(pool_dir, pool_dir.with_name("hyperv.old"))
+    assert readable(watcher)
+    assert watcher.wait(0) is True
+    assert watcher.watching == str(pool_dir.parent)
+
+
+def test_a_pool_write_then_other_events_while_settling_is_still_a_pass(pool_dir, watcher):
+    write_items(pool_dir / ".kvp_pool_0", [("k", "v")])
+    assert readable(watcher)
+
+    def later():
+        time.sleep(0.05)
+        (pool_dir / "unrelated").write_text("x")  # within the settle time: drained with it
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    assert watcher.wait(settle_ms=300) is True
+    thread.join()
+
+
 def test_an_unrelated_change_in_the_ancestor_is_a_rescan(pool_dir, watcher):
     shutil.rmtree(pool_dir)
     assert watcher.wait(0) is True
@@ -140,7 +161,7 @@ def test_a_burst_that_never_ends_still_gives_a_pass(pool_dir, watcher):
         thread.join()
 
 
-def test_an_inotify_overflow_forces_a_pass(pool_dir, watcher):
+def test_an_inotify_overflow_forces_a_pass(pool_dir, watcher, caplog):
     limit = int(open("/proc/sys/fs/inotify/max_queued_events").read())
     if limit > 100_000:
         pytest.skip(f"max_queued_events is {limit}: too many events to overflow in a test")
@@ -150,6 +171,7 @@ def test_an_inotify_overflow_forces_a_pass(pool_dir, watcher):
     for i in range(limit + 10):
         os.close(os.open(names[i % 2], os.O_WRONLY | os.O_CREAT))
     assert watcher.wait(0) is True  # the overflow
+    assert "inotify queue overflowed: events were lost; running a full pass" in caplog.text
     assert watcher.watching == str(pool_dir)
     write_items(pool_dir / ".kvp_pool_0", [("k", "v")])  # still watching after it
     assert readable(watcher)

@@ -113,3 +113,46 @@ def test_the_state_keeps_the_domain_and_refuses_what_it_did_not_write():
             assert str(exc)
         else:
             raise AssertionError(f"{bad!r} accepted")
+
+
+def test_a_drive_unmounted_then_written_again_with_new_credentials_is_mounted():
+    """Each value acts when it changes: the later cifsmount wins over the
+    earlier cifsumount still in the pool."""
+    state = SharesState(drives=(parse_mount(C),), mounted=(("/c", parse_mount(C).fingerprint()),))
+    mounted = ROOT + f"30 22 0:50 / /c rw - cifs //{HOST}/c rw\n31 22 0:50 / /C rw - cifs //{HOST}/c rw\n"
+    p = plan([("cifsmount", C), ("cifsumount", "/c;/C")], state, mounted)
+    gone = SharesState(drives=(), seen=p.actions[0].seen)
+    p = plan([("cifsmount", C.replace("s3cret", "new")), ("cifsumount", "/c;/C")], gone)
+    assert [d["action"] for d in dicts(p)] == ["mount", "bind"]
+    assert [a.name() for a in p.actions] == ["save-shares", "mount", "bind"]
+    assert p.actions[0].as_dict() == {"action": "save-shares", "drives": ["/c"]}
+    assert not p.waiting_for_network
+
+
+def test_a_cifs_mount_of_another_server_at_the_mount_point_is_left_alone():
+    other = ROOT + "30 22 0:60 / /c rw - cifs //192.168.1.5/c rw\n"
+    p = plan([("cifsmount", C)], mountinfo=other)
+    assert [d["action"] for d in dicts(p)] == ["mount", "bind"]
+
+
+def test_a_forgotten_drive_named_like_the_slash_is_unmounted_by_its_share():
+    state = SharesState(drives=(), mounted=(("/X", "fp"),))
+    p = plan([], state, ROOT + f"30 22 0:50 / /X rw - cifs //{HOST}/X rw\n")
+    assert dicts(p) == [{"action": "unmount", "target": "/X"}, {"action": "remove-dir", "path": "/X"}]
+    assert [a.name() for a in p.actions] == ["unmount", "remove-dir"]
+
+
+def test_a_malformed_mountinfo_line_skips_only_itself():
+    text = ROOT + "garbage\n" + f"30 22 0:50 / /c rw - cifs //{HOST}/c rw\n"
+    assert [e.target for e in parse_mountinfo(text)] == ["/", "/c"]
+
+
+def test_a_state_file_with_missing_parts_reads_as_empty_parts():
+    assert SharesState.from_json(b"{}") == SharesState()
+    spec = parse_mount(C)
+    state = SharesState(drives=(spec,), auth_failed=(("/c", spec.fingerprint()),))
+    assert SharesState.from_json(state.to_json()) == state
+    try:
+        SharesState.from_json(b"[]")
+    except ValueError as exc:
+        assert "not an object" in str(exc)
