@@ -277,7 +277,7 @@ def args_flag_keys(args: Sequence[str]) -> FrozenSet[str]:
 
 _ASSIGNMENT = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
 _WORD_END = " \t\n;&|<>()"
-_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)")
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*|[0-9])")
 
 
 def _shell_word(text: str, i: int, variables: Mapping[str, str]) -> Tuple[str, int]:
@@ -393,7 +393,9 @@ def evaluate_confd(path: str, timeout: float = 5.0) -> Optional[str]:
         return None
     if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022 or not stat.S_ISREG(st.st_mode):
         return None
-    script = '. "$1" </dev/null >/dev/null 2>&1 || exit 1; printf %s "${DOCKER_OPTS-}"'
+    # No positional parameters inside the file ($1 would be its path).
+    script = 'moby_agent_confd=$1; set --; . "$moby_agent_confd" </dev/null >/dev/null 2>&1 || exit 1; ' \
+        'printf %s "${DOCKER_OPTS-}"'
     try:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", script, "sh", path],

@@ -165,3 +165,21 @@ def test_expected_info_and_differences():
     assert daemonjson.differences({}, {}) == []
     assert daemonjson.differences({}, daemonjson.expected_info({"debug": False}))[0] == "Debug is None, want False"
     assert daemonjson.expected_info({}) == {}
+
+
+def test_proxies_from_a_drop_in_and_with_other_keys_for_docker_23():
+    doc = render(Layers(dropins=(("p.json", '{"proxies": {"http-proxy": "http://a"}}'),), database='{"debug": true}',
+                        proxy_https="https://b"), version=(24, 0))
+    assert doc == {"debug": True, "proxies": {"http-proxy": "http://a", "https-proxy": "https://b"}}
+    with pytest.raises(ConfigProblem) as info:
+        render(Layers(proxy_http="http://p"))
+    assert str(info.value).endswith('(HTTP_PROXY, HTTPS_PROXY, NO_PROXY in /etc/conf.d/docker); daemon.json '
+                                    '"proxies" needs Docker 23')
+
+
+def test_every_reloadable_key_changed_at_once_is_still_a_reload():
+    assert daemonjson.how_to_apply(daemonjson.RELOADABLE, True) == "reload"
+
+
+def test_version_with_a_comma_right_after_it():
+    assert daemonjson.version_of("Docker version 24.0,build x") == (24, 0)

@@ -324,3 +324,73 @@ def test_a_file_that_hangs_is_killed_with_what_it_started(tmp_path):
     else:
         pytest.fail(f"sleep {pid} outlived the timeout")
     assert daemonjson.docker_opts_from_file(path, timeout=0.5) == "-D"
+
+
+# The pure reader against the shell on the awkward parts of shell words.
+SHELL_CASES = [
+    'DOCKER_OPTS=--label\\ a\\ b\n',
+    'DOCKER_OPTS="a \\$HOME \\\\ \\" \\` b"\n',
+    'DOCKER_OPTS="x\\ny"\n',
+    "DOCKER_OPTS='a \\ b'\n",
+    'DOCKER_OPTS=$\n',
+    'DOCKER_OPTS="$ $1 x"\n',
+    'X=1\nDOCKER_OPTS=${X}y$X\n',
+    'DOCKER_OPTS=a#b\n',
+    'DOCKER_OPTS=a # b\n',
+    '  # comment\n\tDOCKER_OPTS="-D"   # more\n',
+    'DOCKER_OPTS=-D;DOCKER_OPTS="$DOCKER_OPTS -H x"\n',
+    'export DOCKER_OPTS=--debug X=1\n',
+    "DOCKER_OPTS='it'\\''s'\n",
+    'DOCKER_OPTS=""""\n',
+    'DOCKER_OPTS=a"b"\'c\'d\n',
+    'DOCKER_OPTS="\\a\\b"\n',
+    "DOCKER_OPTS=x\n#",
+    'DOCKER_OPTS=x',
+]
+
+
+@pytest.mark.parametrize("text", SHELL_CASES)
+def test_the_reader_reads_shell_words_as_the_shell_does(tmp_path, text):
+    path = _confd(tmp_path, text)
+    assert daemonjson.docker_opts_from_confd(text) == daemonjson.evaluate_confd(path)
+
+
+@pytest.mark.parametrize("text, opts", [("DOCKER_OPTS='unterminated\n", "unterminated\n"),
+                                        ('DOCKER_OPTS="open', "open"), ("DOCKER_OPTS=end\\", "end")])
+def test_what_the_shell_refuses_is_read_as_far_as_it_goes(text, opts):
+    assert daemonjson.docker_opts_from_confd(text) == opts
+
+
+def test_a_conf_d_that_is_not_utf8_is_read_all_the_same(tmp_path):
+    path = tmp_path / "docker"
+    path.write_bytes(b'# caf\xe9\nDOCKER_OPTS="-D"\n')
+    os.chmod(path, 0o666)  # not run: read
+    assert daemonjson.docker_opts_from_file(str(path)) == "-D"
+    os.chmod(path, 0o644)
+    assert daemonjson.docker_opts_from_file(str(path)) == "-D"
+
+
+def test_the_timeout_is_passed_on(tmp_path):
+    path = _confd(tmp_path, "DOCKER_OPTS=-D\nsleep 30\n")
+    start = time.monotonic()
+    assert daemonjson.docker_opts_from_file(path, timeout=0.3) == "-D"
+    assert time.monotonic() - start < 3
+
+
+@pytest.mark.parametrize(
+    "args, keys",
+    [
+        (["-D=false"], {"debug"}),
+        (["-D", "--label=x"], {"debug", "labels"}),
+        (["-H", "--debug"], {"hosts"}),
+    ],
+)
+def test_more_args(args, keys):
+    assert daemonjson.args_flag_keys(args) == keys
+
+
+def test_the_clash_message():
+    with pytest.raises(ConfigProblem) as info:
+        render(Layers(database='{"debug": true, "hosts": []}'), "-D -H x")
+    assert str(info.value) == ("debug, hosts set both in DOCKER_OPTS (/etc/conf.d/docker) and in daemon.json; "
+                               "dockerd refuses to start on that: remove one")
