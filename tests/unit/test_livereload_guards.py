@@ -120,3 +120,55 @@ def test_notify_records_at_the_edges():
         "b".encode("utf-16-le")
     assert parse_notify(two) == [(1, "a"), (3, "b")]
     assert parse_notify(b"") == []
+
+
+def test_guest_changes_are_counted_once_each_and_every_new_directory_is_seen(tmp_path, monkeypatch):
+    w = ShareWatcher([], max_dirs=10, under=lambda p: str(tmp_path) + p[len("/C"):])
+    w.local.add("/C", str(tmp_path))
+    added, removed = [], []
+    monkeypatch.setattr(w, "_add", lambda path, made_here=False: added.append((path, made_here)))
+    monkeypatch.setattr(w, "_remove", lambda path, watch=None: removed.append(path))
+    (tmp_path / "mine").mkdir()  # made in the guest: recent
+    (tmp_path / "mine.js").write_text("1")
+    w.local.touch("/C", ["theirs-too"])  # counted as the guest's by touch()
+    after = {"mine": (1, 0, True), "other": (1, 0, True), "mine.js": (1, 1, False), "theirs-too": (1, 1, False)}
+    before = {"old": (1, 0, True)}
+    assert w._apply("/C", before, after) is True
+    assert w.stats.guest_changes == 3
+    assert sorted(added) == [("/C/mine", True), ("/C/other", False)]
+    assert removed == ["/C/old"]
+    w.stop()
+
+
+def test_gone_means_not_a_directory_any_more(tmp_path):
+    from agent.livereload.watcher import _gone
+
+    (tmp_path / "f").write_text("x")
+    assert _gone(str(tmp_path / "missing")) and _gone(str(tmp_path / "f")) and _gone(str(tmp_path / "f" / "x"))
+    assert not _gone(str(tmp_path))
+
+
+def test_a_reason_is_cleared_only_by_its_own_kind():
+    w = ShareWatcher([], max_dirs=10)
+    calls = []
+    w.on_activity = lambda: calls.append(1)
+    w.stats.why = "limit of 2 watched directories reached"
+    w._clear_why("server not answering")
+    assert w.stats.why and calls == []
+    w._clear_why("limit of", "other")
+    assert w.stats.why is None and calls == [1]
+    w._clear_why("limit of")  # nothing to clear: nothing reported
+    assert calls == [1]
+    w.stop()
+
+
+def test_a_removed_local_watch_stops_counting_guest_changes(tmp_path):
+    local = LocalChanges()
+    local.add("/C", str(tmp_path))
+    local.remove("/C")
+    local.remove("/C")  # twice: nothing to do
+    (tmp_path / "a.js").write_text("1")
+    assert not local.recent("/C", "a.js")
+    local.add("/C", str(tmp_path))
+    (tmp_path / "b.js").write_text("1")
+    assert local.recent("/C", "b.js") and not local.recent("/C", "")
