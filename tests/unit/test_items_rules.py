@@ -56,3 +56,22 @@ def test_bad_umount_items_are_refused_by_name(value, message):
     with pytest.raises(ShareError) as info:
         parse_umount(value)
     assert message in str(info.value)
+
+
+def test_the_limits_at_their_boundaries():
+    base = "/c;/C;username=u,password=p"
+    # 33 parts (username and password among them) are over the count; 32 are
+    # not (those are refused, but for the repeated option).
+    with pytest.raises(ShareError, match="more than 32 options"):
+        parse_mount(base + "," + ",".join(["nobrl"] * 31))
+    with pytest.raises(ShareError, match="given twice"):
+        parse_mount(base + "," + ",".join(["nobrl"] * 30))
+    assert parse_mount("/c;/C;username=" + "u" * 256 + ",password=p").username == "u" * 256
+    with pytest.raises(ShareError, match="username"):
+        parse_mount("/c;/C;username=" + "u" * 257 + ",password=p")
+    assert parse_mount("/c\n/C\n" + "u" * 256 + "\np\n").username == "u" * 256
+    with pytest.raises(ShareError, match="username"):
+        parse_mount("/c\n/C\n" + "u" * 257 + "\np\n")
+    assert parse_mount(base + ",domain=" + "d" * 64).domain == "d" * 64
+    with pytest.raises(ShareError, match="domain"):
+        parse_mount(base + ",domain=" + "d" * 65)
