@@ -9,7 +9,7 @@ PYTHON    ?= python3
 # The package, one folder per capability (git ls-files would miss new files).
 AGENT_SOURCES := $(wildcard agent/*.py agent/*/*.py)
 
-.PHONY: all test test-py39 lint install bench soak demo demo-shell demo-root image image-test clean
+.PHONY: all test test-py39 lint install bench soak mutate demo demo-shell demo-root image image-test clean
 
 all: test
 
@@ -64,6 +64,14 @@ soak:
 	  HYPOTHESIS_PROFILE=soak PYTHONPATH=$(CURDIR) $$venv/bin/pytest -q tests/unit && \
 	  MOBY_CRASH_ROUNDS=200 PYTHONPATH=$(CURDIR) $$venv/bin/pytest -q -s tests/integration/test_crash.py && \
 	  PYTHONPATH=$(CURDIR) $$venv/bin/python bench/soak.py --minutes 30
+
+# Mutation testing of the modules that decide (mutmut 3; pyproject.toml
+# [tool.mutmut]) against the unit and in-process integration tests; ends with
+# "killed K of N mutants (P%)". Not in `make test`: about 30 minutes on
+# 2 busy cores (MUTATE_JOBS=N sets the parallel workers, default 2).
+# docs/reliability.md lists the survivors that are equivalent.
+mutate:
+	venv=$$(sh tests/tools/setup) && sh tests/tools/mutate "$$venv"
 
 # The Alpine image (Dockerfile); both exit 0 with a message without a Docker engine.
 image:

@@ -63,7 +63,8 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5)
     args = p.parse_args()
     rows = [(int(s), measure(int(s), args.runs)) for s in args.sizes.split(",")]
-    print("| items | pool file MB | first pass s | steady pass s (median) | peak RSS MB (interpreter and agent before the pass) |")
+    print("| items | pool file MB | first pass s | steady pass s (median) "
+          "| peak RSS MB (interpreter and agent before the pass) |")
     print("|---|---|---|---|---|")
     for size, d in rows:
         print(f"| {size:,} | {d['file_mb']:.1f} | {d['first']:.3f} | {d['steady']:.3f} | "

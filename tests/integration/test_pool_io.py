@@ -96,20 +96,26 @@ def test_removed_and_recreated_pool_directory_is_picked_up(root):
 
 
 def test_burst_of_writes_is_coalesced_and_the_last_pass_sees_the_end(root):
+    # 100 daemon-style writes 5 ms apart, settle_ms 100: measured 3 to 4
+    # passes with coalescing on a loaded 2-core machine (3 to 7 with settle_ms
+    # 50 and more load), 71 to 92 with it removed from poolwatch.py. The
+    # default settle_ms (1) is too short to tell the two apart on a loaded
+    # machine (4-15 passes either way).
+    cfg = root / "etc" / "moby-agent" / "agent.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text('log_level = "debug"\n[watch]\nsettle_ms = 100\n')
     agent = AgentProcess(root)
     try:
         before = agent.wait_status(lambda d: d["passes"] >= 1)["passes"]
-        assert writer(pool0(root), "burst", "100").wait(10) == 0
-        # "added" when the whole burst fell into the first pass, else "changed".
-        line = agent.wait_for("item n ")
-        while ": 99" not in line:
-            line = agent.wait_for("item n ")
+        assert writer(pool0(root), "burst", "100", "5").wait(20) == 0
+        while not agent.wait_for("item n ").endswith(": 99"):  # "added: 99" or "changed: 99"
+            pass
         time.sleep(0.3)
         passes = agent.status()["passes"] - before
         print("passes for 100 writes:", passes)
-        assert 1 <= passes < 50, passes
+        assert 1 <= passes <= 8, passes
         later = agent.drain()
-        assert not any("item n changed" in line for line in later), later  # nothing after the final content
+        assert not any("item n " in line for line in later), later  # nothing after the final content
     finally:
         agent.stop()
 
@@ -141,17 +147,26 @@ def test_sighup_rereads_the_config(root):
 
 
 def test_idle_agent_never_wakes(root):
+    # 6 s: longer than any plausible poll (1, 2, 3 or 5 s), so that a timer
+    # in any of the agent's threads is seen; a 3 s select timeout in loop.py
+    # fails it.
     agent = AgentProcess(root)
     try:
         agent.wait_status(lambda d: d["passes"] >= 1)
         time.sleep(0.2)
 
         def switches():
-            text = Path(f"/proc/{agent.proc.pid}/status").read_text()
-            return int(text.split("voluntary_ctxt_switches:")[1].split()[0])
+            total = 0
+            for task in Path(f"/proc/{agent.proc.pid}/task").iterdir():
+                try:
+                    text = (task / "status").read_text()
+                except FileNotFoundError:
+                    continue  # a thread that ended
+                total += int(text.split("voluntary_ctxt_switches:")[1].split()[0])
+            return total
 
         first = switches()
-        time.sleep(2)
+        time.sleep(6)
         assert switches() == first
     finally:
         agent.stop()

@@ -4,7 +4,8 @@ fcntl write lock, then truncate in place and rewrite every record.
 usage: python writer.py PATH MODE ...
   hold SECONDS KEY=VALUE...   lock, write half a file, sleep, finish, unlock
   flip COUNT                  alternate two item sets COUNT times
-  burst COUNT                 write n=0..COUNT-1, one write per value
+  burst COUNT [GAP_MS]        write n=0..COUNT-1, one write per value,
+                              GAP_MS apart (default: no gap)
 """
 
 import fcntl
@@ -70,8 +71,11 @@ def main() -> None:
                 # on a loaded machine: 1,000 reads, every one set A).
                 time.sleep(random.random() / 5000)
     elif mode == "burst":
+        gap = float(sys.argv[4]) / 1000 if len(sys.argv) > 4 else 0.0
         for i in range(int(sys.argv[3])):
             daemon_write(fd, path, kvp.encode([("n", str(i))]))
+            if gap:
+                time.sleep(gap)
     os.close(fd)
 
 

@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.shares.items import FLAGS, Limits, ShareError, credentials_file, parse_mount, parse_umount
+from agent.shares.items import Limits, ShareError, credentials_file, parse_mount, parse_umount
+from tests.unit.share_rules import allowed_option
 
 V1 = "/c;/C;username=me,password=s3cret,noperm"
 
@@ -106,13 +107,6 @@ def test_pattern_may_widen_but_never_to_system_directories():
             parse_mount(f"{bad};/C;username=u,password=p", wide)
 
 
-ALLOWED_OPTION = re.compile(
-    r"^(" + "|".join(sorted(FLAGS)) + r"|vers=[0-9.]+|default|iocharset=[a-z0-9_-]+|uid=\d+|gid=\d+"
-    r"|file_mode=[0-7]+|dir_mode=[0-7]+|cache=(strict|loose|none)|actimeo=\d+|sec=\w+|vers=default)$"
-)
-
-
-
 @given(st.text(max_size=200))
 def test_any_text_parses_to_an_allowed_spec_or_share_error(value):
     try:
@@ -121,7 +115,7 @@ def test_any_text_parses_to_an_allowed_spec_or_share_error(value):
         assert str(exc)
         return
     assert re.fullmatch(r"/[A-Za-z]", spec.mountpoint) and re.fullmatch(r"/[A-Za-z]", spec.alias)
-    assert all(ALLOWED_OPTION.match(o) for o in spec.options), spec.options
+    assert all(allowed_option(o) for o in spec.options), spec.options
     assert "\n" not in spec.username + spec.password
 
 
@@ -141,5 +135,5 @@ def test_structured_fuzz_never_lets_a_forbidden_option_through(words, mountpoint
     except ShareError:
         return
     assert spec.mountpoint in ("/c", "/C")
-    assert all(ALLOWED_OPTION.match(o) for o in spec.options), spec.options
+    assert all(allowed_option(o) for o in spec.options), spec.options
     assert not {"setuids", "exec", "suid", "dev"} & set(spec.options)
