@@ -93,12 +93,20 @@ def test_a_stuck_loop_is_caught_by_the_healthcheck(ch):
 
 
 def test_reload_rereads_the_config(ch):
+    """The new setting takes effect: after the reload, daemon.json is
+    rendered to the newly configured path."""
+    ch.sh("mkdir -p /etc/moby-agent/daemon.json.d && echo '{\"debug\": true}' > /etc/moby-agent/daemon.json.d/10.json",
+          check=True)
     pid = start(ch)
-    ch.sh("echo 'log_level = \"debug\"' > /etc/moby-agent/agent.toml", check=True)
+    ch.wait(lambda: ch.read("/etc/docker/daemon.json"), what="daemon.json rendered")
+    assert ch.read("/etc/docker/reloaded.json") is None
+    ch.sh("printf '[docker]\\ndaemon_json = \"/etc/docker/reloaded.json\"\\n' > /etc/moby-agent/agent.toml", check=True)
     r = ch.run("rc-service", "moby-agent", "reload")
     assert r.returncode == 0, r.stdout + r.stderr
-    ch.wait(lambda: "reload: configuration re-read" in (ch.read("/var/log/moby-agent.log") or ""), what="the reload")
+    ch.wait(lambda: '"debug": true' in (ch.read("/etc/docker/reloaded.json") or ""), what="the reloaded setting in use")
     assert agent_pids(ch) == [pid]  # reloaded, not restarted
+    ch.sh("rm -rf /etc/moby-agent/daemon.json.d/10.json /etc/docker/reloaded.json /etc/docker/daemon.json; "
+          "rm -f /etc/moby-agent/agent.toml")
 
 
 def test_stop_leaves_no_process(ch):

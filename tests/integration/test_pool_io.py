@@ -131,12 +131,23 @@ def test_sigterm_finishes_and_exits_zero_within_a_second(root):
 
 
 def test_sighup_rereads_the_config(root):
+    """The new setting takes effect (daemon.json rendered to the newly
+    configured path); a bad config keeps the previous one."""
+    dropins = root / "etc" / "moby-agent" / "daemon.json.d"
+    dropins.mkdir(parents=True)
+    (dropins / "10.json").write_text('{"debug": true}')
     agent = AgentProcess(root, log_level="info")
     try:
+        agent.wait_status(lambda d: d["passes"] >= 1)
+        assert (root / "etc" / "docker" / "daemon.json").exists()
         cfg = root / "etc" / "moby-agent" / "agent.toml"
-        cfg.write_text('log_level = "debug"\n[status]\nguest_pool = false\n')
+        cfg.write_text('log_level = "debug"\n[docker]\ndaemon_json = "/etc/docker/reloaded.json"\n')
         agent.proc.send_signal(signal.SIGHUP)
-        agent.wait_for("reload: configuration re-read")
+        for _ in range(100):
+            if (root / "etc" / "docker" / "reloaded.json").exists():
+                break
+            time.sleep(0.05)
+        assert '"debug": true' in (root / "etc" / "docker" / "reloaded.json").read_text()
         cfg.write_text("nonsense = 1\n")
         agent.proc.send_signal(signal.SIGHUP)
         line = agent.wait_for("keeping the previous configuration")
