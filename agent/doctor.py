@@ -157,8 +157,10 @@ class Doctor:
             state = cap.get("state")
             level = {"error": FAIL, "warning": WARN, "waiting": WARN}.get(state, OK)
             text = f"{state}: {cap.get('last_error') or cap.get('last_action') or ''}".rstrip(": ")
-            if name == "live_reload" and state == "warning":
-                text += "; host-side edits there may reach no guest watcher"
+            if name == "live_reload":
+                name = "watch"  # as `moby-agent watch` and [watch] call it
+                if state == "warning":
+                    text += "; host-side edits there may reach no guest watcher"
             checks.append(Check(level, name, text))
         return checks
 
