@@ -244,7 +244,7 @@ def plan_shares(
             states[mp] = "mounted"
             continue
         if auth_failed.get(mp) == fp:
-            states[mp] = "failed: the server refused the credentials; waiting for a new cifsmount item"
+            states[mp] = AUTH_STATE
             problems.append(Problem("shares", mp, f"{mp}: the server refused the credentials; share the drive "
                                     "again with the current password"))
             continue
@@ -279,6 +279,12 @@ def plan_shares(
     return SharePlan(tuple(actions), tuple(problems), {"shares": note}, states, waiting_for_network)
 
 
+# A drive whose credentials the server refused: the same words right after the
+# failed mount and at every later pass (pool 1 is rewritten only on change).
+AUTH_STATE = ("failed: mount error(13): the server refused the credentials; share the drive again with the "
+              "current password")
+
+
 def drive_states_after(
     planned: Mapping[str, str], outcomes: Iterable[Outcome], retried: AbstractSet[str]
 ) -> Dict[str, str]:
@@ -294,7 +300,9 @@ def drive_states_after(
             first_error[drive] = first_line(o.error) or "failed"
     states = {}
     for drive, state in planned.items():
-        if drive in first_error:
+        if drive in first_error and first_error[drive].startswith("mount error(13)"):
+            states[drive] = AUTH_STATE
+        elif drive in first_error:
             states[drive] = ("waiting: " if drive in retried else "failed: ") + first_error[drive]
         else:
             states[drive] = "mounted" if state == "mounting" else state

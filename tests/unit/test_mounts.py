@@ -161,7 +161,7 @@ def test_refused_credentials_wait_for_a_new_item():
     spec = parse_mount(C)
     state = SharesState(drives=(spec,), seen=(("cifsmount", digest(C)),), auth_failed=(("/c", spec.fingerprint()),))
     p = plan([("cifsmount", C)], state)
-    assert p.actions == () and p.drive_states["/c"].startswith("failed: the server refused")
+    assert p.actions == () and p.drive_states["/c"].startswith("failed: mount error(13): the server refused")
     assert "mount" in [a.name() for a in plan([("cifsmount", C.replace("s3cret", "new"))], state).actions]
 
 

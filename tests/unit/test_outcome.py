@@ -37,10 +37,12 @@ def test_a_failed_mount_is_a_shares_error_and_the_pool_stays_ok():
     got = states(plan, outcomes)
     assert got["shares"] == "error" and got["pool"] == "ok"
     # The drive shows the mount's own error (first line), never the skip.
-    assert drive_states_after(plan.drive_states, outcomes, set()) == {
-        "/c": "failed: mount error(13): Permission denied"}
-    assert drive_states_after(plan.drive_states, outcomes, {"/c"}) == {
-        "/c": "waiting: mount error(13): Permission denied"}
+    assert drive_states_after(plan.drive_states, outcomes, set())["/c"].startswith(
+        "failed: mount error(13): the server refused the credentials")
+    down = [Outcome(mount, False, "mount error(112): Host is down\nRefer to the manual"),
+            Outcome(bind, False, "skipped", skipped=True)]
+    assert drive_states_after(plan.drive_states, down, {"/c"}) == {"/c": "waiting: mount error(112): Host is down"}
+    assert drive_states_after(plan.drive_states, down, set()) == {"/c": "failed: mount error(112): Host is down"}
 
 
 def test_a_broken_daemon_json_is_a_docker_config_error_only():

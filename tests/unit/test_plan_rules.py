@@ -83,7 +83,7 @@ def test_every_drive_gets_its_state_when_one_waits():
     spec = parse_mount(C)
     refused = SharesState(drives=(spec, parse_mount(D)), auth_failed=(("/c", spec.fingerprint()),))
     p = plan(items, refused)
-    assert p.drive_states["/c"].startswith("failed: the server refused")
+    assert p.drive_states["/c"].startswith("failed: mount error(13): the server refused")
     assert p.drive_states["/d"] == "mounting"
     retries = {"/c": Retry(1, 5.0, "mount error(112)")}
     p = plan(items, state, retries=retries, now=1.0)

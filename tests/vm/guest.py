@@ -276,6 +276,17 @@ class Guest:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}; the agent's log ends:\n{log}")
             time.sleep(0.1)
 
+    def settled(self, timeout: float = 15) -> None:
+        """Wait until the agent's last pass saw pool 0 as it is now. A
+        delete followed at once by a write of the same value is one unchanged
+        item to a pass that reads after both (the pool file keeps no history),
+        so a test that removes an item waits for this before the next one."""
+        from agent.loop import pool_digest
+
+        want = pool_digest(tuple(self.kvp.enumerate(0)))
+        self.wait(lambda: json.loads(self.read("/run/moby-agent/status.json") or "{}")
+                  .get("last_pass", {}).get("pool0_digest") == want, timeout=timeout, what="the agent seeing pool 0")
+
     def console_tail(self, lines: int = 40) -> str:
         try:
             text = self.console.read_text(errors="replace")

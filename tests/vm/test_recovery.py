@@ -47,6 +47,7 @@ def test_share_and_database_unmounted_behind_the_agents_back_come_back(guest):
     guest.wait(lambda: not mounted(guest, "/c"), timeout=10, what="cleanup")
     guest.kvp.delete(0, "cifsmount")
     guest.kvp.delete(0, "cifsumount")
+    guest.settled()
 
 
 def test_health_answers_while_a_mount_waits_on_a_silent_host(guest):
@@ -56,6 +57,7 @@ def test_health_answers_while_a_mount_waits_on_a_silent_host(guest):
     import os
     import signal
 
+    guest.settled()
     smbd = int(guest.smbd_pidfile.read_text().split()[0])
     os.kill(smbd, signal.SIGSTOP)
     try:
@@ -81,3 +83,4 @@ def test_health_answers_while_a_mount_waits_on_a_silent_host(guest):
     guest.wait(lambda: not mounted(guest, "/c"), timeout=15, what="cleanup")
     guest.kvp.delete(0, "cifsmount")
     guest.kvp.delete(0, "cifsumount")
+    guest.settled()

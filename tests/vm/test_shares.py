@@ -50,6 +50,7 @@ def clean(guest):
     guest.kvp.delete(0, "cifsmount", missing_ok=True)
     guest.kvp.delete(0, "cifsumount", missing_ok=True)
     guest.sh("rc-service moby-agent reload")
+    guest.settled()
 
 
 def test_cifsmount_mounts_within_5s_both_ways(clean):
