@@ -10,7 +10,7 @@ import time
 from typing import List, Optional
 
 from agent import __version__, agentconfig, kvp
-from agent.system import printable, read_json, read_text, under, valid_pid
+from agent.system import printable, read_text, under, valid_pid
 
 log = logging.getLogger("moby-agent")
 
@@ -133,41 +133,14 @@ def _cmd_plan(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     return 0
 
 
-STATUS_LIMIT = 1 << 20
-
-
-def _valid_status(doc: object) -> Optional[dict]:
-    """status.json re-validated as if it came from the host: the shape
-    `status.describe` reads, a pid that may be signalled (> 1) or none;
-    None when it is not that."""
-    if not isinstance(doc, dict):
-        return None
-    if "pid" in doc and valid_pid(doc["pid"]) is None:
-        doc = dict(doc, pid=None)
-    caps = doc.get("capabilities")
-    if caps is not None and not (isinstance(caps, dict) and all(isinstance(c, dict) for c in caps.values())):
-        return None
-    for name in ("last_pass", "watch"):
-        if doc.get(name) is not None and not isinstance(doc[name], dict):
-            return None
-    watch = doc.get("watch")
-    if watch and watch.get("roots") is not None and not (
-            isinstance(watch["roots"], list) and all(isinstance(r, str) for r in watch["roots"])):
-        return None
-    if not isinstance(doc.get("heartbeat", 0), (int, float)):
-        return None
-    return doc
-
-
 def _read_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> Optional[dict]:
+    from agent import status
+
     try:
-        doc = read_json(under(args.root, conf.status.file), STATUS_LIMIT, 16)
-    except (FileNotFoundError, NotADirectoryError, ValueError):
-        return None
+        return status.load(under(args.root, conf.status.file))
     except OSError as exc:  # a symlink, a FIFO, a directory, too large: not the agent's file
         print(f"moby-agent: {printable(conf.status.file)}: {printable(exc.strerror or exc)}", file=sys.stderr)
         return None
-    return _valid_status(doc)
 
 
 def running_agent(args: argparse.Namespace, doc: Optional[dict]) -> Optional[int]:
@@ -299,9 +272,6 @@ def _cmd_daemon_json(args: argparse.Namespace, conf: agentconfig.AgentConfig) ->
         doc = daemonjson.render(daemon_json_layers(inputs), inputs.docker_opts, inputs.dockerd_version)
     except daemonjson.ConfigProblem as exc:
         print(f"moby-agent: daemon.json would not be written: {printable(exc)}", file=sys.stderr)
-        return 1
-    except RecursionError:  # until daemonjson parses with system.loads_limited
-        print("moby-agent: daemon.json would not be written: a layer is JSON nested too deeply", file=sys.stderr)
         return 1
     sys.stdout.write(daemonjson.encode(doc))
     return 0

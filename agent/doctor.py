@@ -17,7 +17,7 @@ from agent.agentconfig import AgentConfig
 from agent.network.apply import route_via
 from agent.settings import database
 from agent.shares.mountinfo import parse_mountinfo
-from agent.system import loads_limited, processes_named, read_text, under
+from agent.system import loads_limited, printable, processes_named, read_text, under
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -149,7 +149,11 @@ class Doctor:
     def agent(self) -> List[Check]:
         """The running agent's own view, from its status file: the same
         capability states `moby-agent status` and pool 1 show."""
-        doc = status.load(self.p(self.s.status.file))
+        try:
+            doc = status.load(self.p(self.s.status.file))
+        except OSError as exc:
+            return [Check(FAIL, "agent", f"{self.s.status.file}: {printable(exc.strerror or exc)}: not the agent's "
+                          "status file; `rc-service moby-agent restart`")]
         if doc is None or status.running_pid(doc, self.root) is None:
             return [Check(FAIL, "agent", "moby-agent is not running; `rc-service moby-agent start`")]
         checks = []

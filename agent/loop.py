@@ -34,12 +34,12 @@ def pool_digest(items: Any) -> str:
 
 
 def watch_list(path: str) -> List[str]:
-    """Paths added with `moby-agent watch add`."""
-    import json
+    """Paths added with `moby-agent watch add` (read as outside input: no
+    symlink followed, no FIFO waited on, size and depth bounded)."""
+    from agent.system import read_json
 
     try:
-        with open(path) as f:
-            doc = json.load(f)
+        doc = read_json(path)
     except (OSError, ValueError):
         return []
     return [p for p in doc if isinstance(p, str)] if isinstance(doc, list) else []

@@ -49,17 +49,44 @@ def document(
     }
 
 
+STATUS_LIMIT = 1 << 20
+
+
 def load(path: str) -> Optional[Dict[str, Any]]:
-    """The status file as the agent wrote it, or None if absent or not a
-    status document (it is read as outside input: anyone with root may
-    have written it)."""
+    """The status file as the agent wrote it, re-validated as if it came
+    from the host (anyone with root may have written it): the shape
+    `describe` reads, a pid that may be signalled (> 1) or none. None when
+    absent or not such a document; OSError (UnsafePath) when the path is a
+    symlink, a FIFO, a directory or too large."""
     from agent.system import read_json
 
     try:
-        doc = read_json(path)
-    except (OSError, ValueError):
+        doc = read_json(path, STATUS_LIMIT, 16)
+    except (FileNotFoundError, NotADirectoryError, ValueError):
         return None
-    if not isinstance(doc, dict) or not isinstance(doc.get("capabilities", {}), dict):
+    return _valid(doc)
+
+
+def _valid(doc: object) -> Optional[Dict[str, Any]]:
+    """The document if it has the shape `describe` reads (a pid that may not
+    be signalled becomes None); else None."""
+    from agent.system import valid_pid
+
+    if not isinstance(doc, dict):
+        return None
+    if "pid" in doc and valid_pid(doc["pid"]) is None:
+        doc = dict(doc, pid=None)
+    caps = doc.get("capabilities")
+    if caps is not None and not (isinstance(caps, dict) and all(isinstance(c, dict) for c in caps.values())):
+        return None
+    for name in ("last_pass", "watch"):
+        if doc.get(name) is not None and not isinstance(doc[name], dict):
+            return None
+    watch = doc.get("watch")
+    if watch and watch.get("roots") is not None and not (
+            isinstance(watch["roots"], list) and all(isinstance(r, str) for r in watch["roots"])):
+        return None
+    if not isinstance(doc.get("heartbeat", 0), (int, float)):
         return None
     return doc
 

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent import kvp
+from agent import kvp, system
 from agent.shares.items import ShareError, parse_mount, redact_item, redact_url
 from agent.system import (
     AGENT_NAMES,
@@ -283,6 +283,24 @@ def test_read_text_refuses_what_is_not_a_regular_file_without_hanging(tmp_path):
     assert read_text("/proc/self/mountinfo")  # /proc files say size 0
 
 
+def test_the_agents_own_json_files_are_read_as_outside_input(tmp_path):
+    """watch.json and status.json that are FIFOs or symlinks: no hang, no
+    read through the link (`watch list` hung on a FIFO before)."""
+    from agent import status
+    from agent.loop import watch_list
+
+    os.mkfifo(tmp_path / "watch.json")
+    (tmp_path / "real.json").write_text('["/C/secret"]')
+    (tmp_path / "link.json").symlink_to(tmp_path / "real.json")
+    with deadline(5):
+        assert watch_list(str(tmp_path / "watch.json")) == []
+        assert watch_list(str(tmp_path / "link.json")) == []
+        with pytest.raises(OSError):
+            status.load(str(tmp_path / "watch.json"))
+    assert watch_list(str(tmp_path / "real.json")) == ["/C/secret"]
+    assert status.load(str(tmp_path / "missing.json")) is None
+
+
 # ---- 4. --root is a boundary -------------------------------------------------
 
 def test_under_refuses_dotdot_and_resolves_symlinks_inside_the_root(tmp_path):
@@ -474,15 +492,14 @@ def test_mobyconfig_get_never_follows_a_symlink_nor_hangs(tmp_path):
 
 
 def test_deep_json_is_a_value_error_not_a_recursion_error():
-    from agent.settings import database
 
     deep = "[" * 100_000 + "]" * 100_000
     with pytest.raises(ValueError):
-        database.loads_limited(deep)
-    assert database.json_depth('{"a": "[[[[[[", "b": [[1]]}') == 3
-    assert database.loads_limited('{"debug": true, "x": [[1]]}') == {"debug": True, "x": [[1]]}
+        system.loads_limited(deep)
+    assert system.json_depth('{"a": "[[[[[[", "b": [[1]]}') == 3
+    assert system.loads_limited('{"debug": true, "x": [[1]]}') == {"debug": True, "x": [[1]]}
     with pytest.raises(ValueError):
-        database.loads_limited('{"a":' * 65 + "1" + "}" * 65)
+        system.loads_limited('{"a":' * 65 + "1" + "}" * 65)
 
 
 # ---- 5. config ---------------------------------------------------------------------
