@@ -71,8 +71,7 @@ def _docker_opts(path: str, text: Optional[str], live: bool) -> str:
     cached = _CONFD_CACHE.get(path)
     if cached is not None and cached[0] == key:
         return cached[1]
-    evaluated = daemonjson.evaluate_confd(path, 5.0)
-    opts = daemonjson.docker_opts_from_confd(text) if evaluated is None else evaluated
+    opts = daemonjson.docker_opts_from_file(path, text=text)
     _CONFD_CACHE[path] = (key, opts)
     return opts
 

@@ -431,15 +431,21 @@ def evaluate_confd(path: str, timeout: float = 5.0) -> Optional[str]:
     return out.decode("utf-8", "replace")
 
 
-def docker_opts_from_file(path: str, timeout: float = 5.0) -> str:
+def docker_opts_from_file(path: str, timeout: float = 5.0, text: Optional[str] = None) -> str:
     """DOCKER_OPTS from /etc/conf.d/docker (`path`): as a shell sourcing it
     sees it (evaluate_confd), or, when it cannot be run, as
-    docker_opts_from_confd reads its text. A missing file: ""."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return ""
+    docker_opts_from_confd reads its text (`text` when the caller has read
+    it already). A missing file, or one that is not a plain file (a
+    symlink, a FIFO: never followed, never waited on): ""."""
+    if text is None:
+        from agent.system import read_text
+
+        try:
+            text = read_text(path)
+        except OSError:
+            return ""
+        if text is None:
+            return ""
     evaluated = evaluate_confd(path, timeout)
     return docker_opts_from_confd(text) if evaluated is None else evaluated
 
