@@ -220,20 +220,6 @@ class Context:
         return under(self.root, p)
 
 
-def deadline_of(action: Action, conf: AgentConfig) -> float:
-    """The longest an action may legitimately take, in seconds: its command's
-    own timeout plus a margin (a mount to a host that drops packets, a docker
-    restart and its verification)."""
-    from agent.settings.plan import ApplyDocker
-    from agent.shares.plan import MountShare
-
-    if isinstance(action, MountShare):
-        return conf.shares.mount_timeout + 10
-    if isinstance(action, ApplyDocker):
-        return 2 * conf.docker.verify_timeout + 40
-    return 45.0  # umount 30 s, 9p mount 30 s, bind and sysctl 10 s
-
-
 EXECUTORS: Dict[type, Executor] = {
     **hostitems.EXECUTORS,
     **shares_apply.EXECUTORS,
@@ -262,7 +248,7 @@ def apply(actions: Tuple[Action, ...], ctx: Context) -> List[Outcome]:
         if drive is not None and drive in failed_drives:
             outcomes.append(Outcome(action, False, "skipped: an earlier step for this drive failed", skipped=True))
             continue
-        ctx.busy(action, time.monotonic() + deadline_of(action, ctx.conf))
+        ctx.busy(action, time.monotonic() + action.deadline(ctx.conf))
         try:
             _apply_one(action, ctx)
         except Exception as exc:  # one failure never stops the others

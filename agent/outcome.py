@@ -8,7 +8,10 @@ pool 1 items and doctor all read this model.
 """
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Tuple
+
+if TYPE_CHECKING:
+    from agent.agentconfig import AgentConfig
 
 # Capabilities in the order status shows them.
 CAPABILITIES = ("pool", "shares", "database", "docker_config", "network", "live_reload")
@@ -44,6 +47,12 @@ class Action:
     def describe(self) -> str:
         """A done action, for a capability's last_action."""
         return f"{self.name()} {self.subject()}".strip()
+
+    def deadline(self, conf: "AgentConfig") -> float:
+        """The longest it may legitimately take, in seconds, under the
+        agent's config: its command's own timeout plus a margin. The
+        healthcheck answers "alive" while an action is within it."""
+        return 45.0  # umount 30 s, 9p mount 30 s, bind and sysctl 10 s
 
     def as_dict(self) -> Dict[str, object]:
         d: Dict[str, object] = {"action": self.name()}

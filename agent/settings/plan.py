@@ -8,12 +8,15 @@ static address is the network capability's (agent/network/plan.py).
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from agent.network.plan import NetState
 from agent.outcome import Action, Note, PlanPart, Problem
 from agent.settings import daemonjson
 from agent.settings.database import copy_mode
+
+if TYPE_CHECKING:
+    from agent.agentconfig import AgentConfig
 
 # Database keys read as settings (text only).
 SETTING_KEYS = ("etc/docker/daemon.json", "insecure-registry", "proxy/http", "proxy/https", "proxy/exclude")
@@ -102,6 +105,9 @@ class ApplyDocker(Action):
 
     def describe(self) -> str:
         return f"{self.name()} (applied and verified)"
+
+    def deadline(self, conf: "AgentConfig") -> float:
+        return 2 * conf.docker.verify_timeout + 40  # the restart command, then the verification
 
 
 def copied_to(key: str) -> Optional[str]:

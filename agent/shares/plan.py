@@ -6,12 +6,15 @@ mount table into actions and problems. The executors are in shares/apply.py.
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import AbstractSet, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, AbstractSet, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from agent import kvp
 from agent.outcome import Action, Note, Outcome, PlanPart, Problem, first_line
 from agent.shares.items import CIFSMOUNT, CIFSUMOUNT, Limits, ShareError, ShareSpec, parse_mount, parse_umount
 from agent.shares.mountinfo import MountEntry, stacked, top_mount
+
+if TYPE_CHECKING:
+    from agent.agentconfig import AgentConfig
 
 
 def digest(value: str) -> str:
@@ -71,6 +74,9 @@ class MountShare(Action):
 
     def describe(self) -> str:
         return f"mount {self.spec.mountpoint}"
+
+    def deadline(self, conf: "AgentConfig") -> float:
+        return conf.shares.mount_timeout + 10  # a host that drops packets
 
     @property
     def source(self) -> str:
