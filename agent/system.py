@@ -219,20 +219,6 @@ def read_text(path: str, limit: int = READ_LIMIT) -> Optional[str]:
     return data.decode("utf-8", "replace")
 
 
-def pid_alive(pid: int) -> bool:
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
-        return False  # 0 and -1 would be "my group" and "everyone"
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    except OverflowError:
-        return False
-    return True
-
-
 PID_MAX = 4194304  # the kernel's PID_MAX_LIMIT (64-bit)
 DOCKERD_NAMES = ("dockerd",)
 AGENT_NAMES = ("moby-agent", "agent")  # /usr/bin/moby-agent, python3 -m agent

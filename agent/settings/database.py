@@ -11,7 +11,7 @@ import re
 import stat
 from typing import Dict, List, Optional, Tuple, Union
 
-from agent.system import file_kind, json_depth, loads_limited, printable  # noqa: F401 (the JSON helpers re-exported)
+from agent.system import file_kind, printable
 
 NOT_FOUND = "Could not find database configuration information"
 IMMUTABLE = "Configuration is immutable"
@@ -101,7 +101,6 @@ def path(root: str, key: str) -> str:
 
 MAX_KEYS = 10_000  # keys in one tree
 MAX_DEPTH = 32  # directory levels
-MAX_JSON_DEPTH = 64  # as agent.system.MAX_JSON_DEPTH
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
