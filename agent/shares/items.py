@@ -334,7 +334,18 @@ def redact_item(key: str, value: str) -> str:
     URLs in any item."""
     if key.strip().lower() in SECRET_KEYS:
         return redact(value)
+    if key.strip().lower() == CIFSUMOUNT:
+        return _redact_umount(value)
     return redact_url(value)
+
+
+def _redact_umount(value: str) -> str:
+    """A cifsumount item shown with only what its grammar holds (mount
+    point and alias); any further field is *** (a v2 mount item pushed
+    under the wrong key carries the user name and password there)."""
+    sep = "\n" if "\n" in value else ";"
+    fields = value.split(sep)
+    return sep.join(fields[:2] + ["***" if f.strip() else f for f in fields[2:]])
 
 
 def _check_path(what: str, path: str, pattern: Pattern[str], extra: Tuple[str, ...] = ()) -> str:

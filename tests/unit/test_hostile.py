@@ -283,6 +283,15 @@ def test_read_text_refuses_what_is_not_a_regular_file_without_hanging(tmp_path):
     assert read_text("/proc/self/mountinfo")  # /proc files say size 0
 
 
+def test_a_cifsumount_item_shows_only_its_mount_point_and_alias():
+    """A v2 mount item pushed under the cifsumount key carries the password
+    in its fourth line: kvp dump and the log showed it."""
+    assert redact_item("cifsumount", "/c\r\n/C\r\nme\r\nHunt3rZZ\r\n") == "/c\r\n/C\r\n***\n***\n"
+    assert redact_item("CIFSUMOUNT", "/c;/C;username=me,password=Hunt3rZZ") == "/c;/C;***"
+    assert redact_item("cifsumount", "/c;/C") == "/c;/C"
+    assert redact_item("cifsumount", "/c\n/C\n") == "/c\n/C\n"
+
+
 def test_the_agents_own_json_files_are_read_as_outside_input(tmp_path):
     """watch.json and status.json that are FIFOs or symlinks: no hang, no
     read through the link (`watch list` hung on a FIFO before)."""
