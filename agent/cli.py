@@ -35,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
 
     health = sub.add_parser("health", help="ask the running agent's loop for a heartbeat (the OpenRC healthcheck)")
     health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+    health.add_argument("--first-pass", action="store_true",
+                        help="wait until the running agent has finished its first pass (OpenRC's start_post: "
+                             "daemon.json is rendered before docker starts); no signal is sent")
 
     cfg = sub.add_parser("config", help="read the host's configuration database (mobyconfig)")
     cfg.add_argument("verb", choices=["get", "exists", "dir", "path", "find", "set"])
@@ -180,6 +183,8 @@ def _cmd_status(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
 
 
 def _cmd_health(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
+    if args.first_pass:
+        return _wait_first_pass(args, conf)
     doc = _read_status(args, conf)
     if doc is None or valid_pid(doc.get("pid")) is None or doc.get("state") == "stopped":
         print("moby-agent health: no running agent in the status file", file=sys.stderr)
@@ -196,6 +201,21 @@ def _cmd_health(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
             return 0
     print(f"moby-agent health: the loop did not answer within {args.timeout:g} s (stuck?)", file=sys.stderr)
     return 1
+
+
+def _wait_first_pass(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
+    """0 once the status file is a running agent's (confirmed through /proc)
+    with a finished pass; the status of an agent that is gone (a restart)
+    does not count."""
+    deadline = time.monotonic() + args.timeout
+    while True:
+        doc = _read_status(args, conf)
+        if doc is not None and doc.get("last_pass") is not None and running_agent(args, doc) is not None:
+            return 0
+        if time.monotonic() >= deadline:
+            print(f"moby-agent health: no first pass within {args.timeout:g} s", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
 
 
 def _cmd_config(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:

@@ -30,6 +30,27 @@ SMB_USER = "mobyshare"
 SMB_PASSWORD = "Pa55, word=with spaces"  # noqa: S105 - a test account's password
 
 
+TEST_IMAGE = "moby-test:latest"
+# /_ping over dockerd's socket, with the guest's own Python.
+PING = """
+import socket
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(5)
+try:
+    s.connect("/var/run/docker.sock")
+    s.sendall(b"GET /_ping HTTP/1.0\\r\\n\\r\\n")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    print(data.split(b"\\r\\n\\r\\n", 1)[-1].decode())
+except OSError:
+    print("down")
+"""
+
+
 class GuestError(Exception):
     pass
 
@@ -82,7 +103,7 @@ SMB_CONF = """\
 
 
 class Guest:
-    def __init__(self, workdir: Path, memory_mb: int = 1536, console: str = "file") -> None:
+    def __init__(self, workdir: Path, memory_mb: int = 2048, console: str = "file") -> None:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.kernel, self.initrd = build()
@@ -182,7 +203,9 @@ class Guest:
         """Start QEMU (the host side must be up) and wait for the agent."""
         for sock in ("kvp.sock", "exec.sock"):
             (self.dir / sock).unlink(missing_ok=True)
-        cmdline = f'console=ttyS0 panic=-1 com.docker.database="{DATABASE}" mobyplatform=windows'
+        # apparmor=0: MobyLinuxVM's kernel had no AppArmor, and the guest has no
+        # apparmor_parser to load dockerd's profile with.
+        cmdline = f'console=ttyS0 panic=-1 apparmor=0 com.docker.database="{DATABASE}" mobyplatform=windows'
         argv = [
             "qemu-system-x86_64", "-accel", "tcg", "-cpu", "max", "-m", str(self.memory_mb), "-smp", "2",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
@@ -264,6 +287,46 @@ class Guest:
             shutil.rmtree(path)
         else:
             path.unlink(missing_ok=True)
+
+    def rc_states(self) -> dict:
+        """rc-status --all as {service: state} (started, crashed, ...)."""
+        out = self.run(["rc-status", "--nocolor", "--all"]).stdout
+        states = {}
+        for line in out.splitlines():
+            if "[" in line and line.split():
+                states[line.split()[0]] = line.split("[", 1)[1].split("]", 1)[0].split()[0]
+        return states
+
+    def docker(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        """The docker client in the guest, against the guest's dockerd."""
+        return self.run(["docker", *args], timeout=timeout)
+
+    def dockerd_info(self) -> Optional[dict]:
+        """dockerd's /info over its socket, or None while it does not answer."""
+        r = self.docker("info", "--format", "{{json .}}", timeout=20)
+        if r.returncode != 0:
+            return None
+        try:
+            info = json.loads(r.stdout)
+        except ValueError:
+            return None
+        return info if info.get("ServerVersion") else None
+
+    def wait_dockerd(self, timeout: float = 120) -> float:
+        """Seconds until dockerd answers /_ping (from now)."""
+        t0 = time.monotonic()
+        self.wait(lambda: self.run(["python3", "-c", PING], timeout=10).stdout.strip() == "OK", timeout=timeout,
+                  what="dockerd to answer /_ping")
+        return time.monotonic() - t0
+
+    def ensure_image(self) -> str:
+        """The test image (busybox and a static inotify watcher), imported from
+        the tar built with the guest: no registry is reachable, or needed."""
+        if self.docker("image", "inspect", TEST_IMAGE).returncode != 0:
+            r = self.docker("import", "/usr/lib/moby-vm/image.tar", TEST_IMAGE, timeout=120)
+            if r.returncode != 0:
+                raise GuestError(f"docker import: {r.stderr}")
+        return TEST_IMAGE
 
     def wait(self, predicate, timeout: float = 10, what: str = "a condition"):
         deadline = time.monotonic() + timeout

@@ -4,12 +4,7 @@ import time
 
 
 def rc_states(guest):
-    out = guest.run(["rc-status", "--nocolor", "--all"]).stdout
-    states = {}
-    for line in out.splitlines():
-        if "[" in line and line.split():
-            states[line.split()[0]] = line.split("[", 1)[1].split("]", 1)[0].split()[0]
-    return states
+    return guest.rc_states()
 
 
 def test_default_runlevel_with_the_agent_started(guest):

@@ -1,0 +1,179 @@
+"""The user's journey in the stand-in guest: dockerd (Debian's 20.10, with
+containerd and runc) under OpenRC beside the agent; a host setting reaching
+dockerd's /info; a container reading and writing drive C; a watcher in a
+container hearing a host-side edit; a reboot bringing it all back."""
+
+import json
+import time
+
+import pytest
+
+from tests.vm.guest import SMB_PASSWORD, SMB_USER, TEST_IMAGE
+
+V1 = f"/c;/C;username={SMB_USER},password={SMB_PASSWORD.replace(',', ',,')},noperm,vers=3.1.1"
+SERVICES = ("hv_kvp_daemon", "moby-agent", "docker")
+
+
+def status(guest):
+    return json.loads(guest.read("/run/moby-agent/status.json"))
+
+
+def assert_services_started(guest):
+    states = guest.rc_states()
+    assert {s: states.get(s) for s in SERVICES} == {s: "started" for s in SERVICES}, states
+    assert "crashed" not in states.values(), states
+
+
+def bump(guest, generation):
+    guest.kvp.set(0, "com.docker.database.generation", str(generation))
+
+
+def dockerd_pid(guest):
+    return guest.read("/var/run/docker.pid").strip()
+
+
+@pytest.fixture(scope="module")
+def docker(guest):
+    """dockerd answering, the test image imported, drive C shared."""
+    took = guest.wait_dockerd(timeout=120)
+    print(f"\ndockerd answering /_ping {took:.1f} s after the guest was ready")
+    guest.ensure_image()
+    if " /C " not in guest.read("/proc/self/mountinfo"):
+        guest.kvp.set(0, "cifsmount", V1)
+        guest.wait(lambda: " /C " in guest.read("/proc/self/mountinfo"), timeout=20, what="the share")
+    (guest.share / "src").mkdir(exist_ok=True)
+    yield guest
+    guest.docker("rm", "-f", "watcher")
+
+
+def test_dockerd_runs_under_openrc_after_the_agent(docker):
+    guest = docker
+    assert_services_started(guest)
+    ps = [line.split(None, 2) for line in guest.run(["ps", "-eo", "pid=,ppid=,args="]).stdout.splitlines()]
+    pid = dockerd_pid(guest)
+    row = [r for r in ps if r[0] == pid]
+    assert row and row[0][2].startswith("/usr/sbin/dockerd"), (pid, row)
+    parent = [r for r in ps if r[0] == row[0][1]]
+    assert parent and parent[0][2].startswith("supervise-daemon docker"), parent
+    # before docker: at boot the agent's first pass (daemon.json) came before dockerd's start.
+    log = guest.read("/var/log/docker.log") or ""
+    assert "daemon.json" not in log or "unable to configure" not in log, log[-2000:]
+
+
+def test_a_host_setting_reaches_dockerd_by_sighup_and_by_restart(docker):
+    guest = docker
+    # Reloadable keys: SIGHUP, the same dockerd.
+    pid = dockerd_pid(guest)
+    guest.write_db("etc/docker/daemon.json", '{"debug": true, "registry-mirrors": ["https://mirror.test"]}')
+    t0 = time.monotonic()
+    bump(guest, 101)
+    guest.wait(lambda: (i := guest.dockerd_info()) and i["Debug"] and
+               "https://mirror.test/" in i["RegistryConfig"]["Mirrors"], timeout=20,
+               what="debug and the mirror in dockerd's /info")
+    print(f"bump to /info (SIGHUP: debug, registry-mirrors): {time.monotonic() - t0:.2f} s")
+    assert dockerd_pid(guest) == pid, "a reloadable key restarted dockerd"
+    assert_services_started(guest)
+    caps = status(guest)["capabilities"]
+    assert caps["docker_config"]["state"] == "ok", caps["docker_config"]
+
+    # A key SIGHUP does not reload: a restart through rc-service, a new dockerd.
+    guest.write_db("etc/docker/daemon.json", '{"debug": true, "log-driver": "none"}')
+    t0 = time.monotonic()
+    bump(guest, 102)
+    guest.wait(lambda: (i := guest.dockerd_info()) and i["LoggingDriver"] == "none", timeout=90,
+               what="the log driver in dockerd's /info")
+    print(f"bump to /info (restart: log-driver): {time.monotonic() - t0:.2f} s")
+    assert dockerd_pid(guest) != pid, "dockerd was not restarted"
+    guest.wait(lambda: status(guest)["capabilities"]["docker_config"]["state"] == "ok", timeout=30,
+               what="docker_config ok after the restart")
+    assert_services_started(guest)
+
+    # Back to the default settings for the tests that follow (a restart).
+    guest.write_db("etc/docker/daemon.json", "{}")
+    bump(guest, 103)
+    guest.wait(lambda: (i := guest.dockerd_info()) and i["LoggingDriver"] == "json-file" and not i["Debug"],
+               timeout=90, what="dockerd back to its defaults")
+    assert_services_started(guest)
+
+
+def test_a_container_reads_and_writes_drive_c(docker):
+    guest = docker
+    (guest.share / "src" / "hello.txt").write_text("hello from Windows\n")
+    t0 = time.monotonic()
+    r = guest.docker("run", "--rm", "-v", "/C/src:/src", TEST_IMAGE, "cat", "/src/hello.txt", timeout=120)
+    print(f"docker run ... cat /src/hello.txt: {time.monotonic() - t0:.2f} s")
+    assert (r.returncode, r.stdout) == (0, "hello from Windows\n"), r.stderr
+    out = guest.share / "src" / "from-container.txt"
+    out.unlink(missing_ok=True)
+    r = guest.docker("run", "--rm", "-v", "/C/src:/src", TEST_IMAGE, "sh", "-c",
+                     "echo written in a container > /src/from-container.txt", timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert out.read_text() == "written in a container\n"
+    assert_services_started(guest)
+
+
+def container_events(guest, name):
+    out = []
+    for line in guest.docker("logs", "watcher").stdout.splitlines()[1:]:
+        t, n, kind = line.split(" ")
+        if n == name:
+            out.append((float(t), kind))
+    return out
+
+
+def test_a_watcher_in_a_container_hears_a_host_edit(docker):
+    guest = docker
+    src = guest.share / "src"
+    (src / "app.js").write_text("v0\n")
+    guest.docker("rm", "-f", "watcher")
+    r = guest.docker("run", "-d", "--name", "watcher", "-v", "/C/src:/src", TEST_IMAGE, "inotify-watch", "/src",
+                     timeout=120)
+    assert r.returncode == 0, r.stderr
+    guest.wait(lambda: guest.docker("logs", "watcher").stdout.startswith("ready"), timeout=30,
+               what="the container's watcher")
+    assert guest.run(["moby-agent", "watch", "add", "/C/src"]).returncode == 0
+    try:
+        guest.wait(lambda: status(guest).get("watch", {}).get("directories"), timeout=15, what="the watch")
+        time.sleep(1)
+        took = []
+        for i in range(3):
+            t0 = float(guest.run(["python3", "-c", "import time; print(time.monotonic())"]).stdout)
+            (src / "app.js").write_text(f"v{i + 1}\n")
+            seen = guest.wait(lambda: [t for t, _k in container_events(guest, "app.js") if t > t0], timeout=5,
+                              what="the host edit in the container's watcher")
+            took.append(min(seen) - t0)
+        print("host edit to the container's watcher: " + ", ".join(f"{t * 1000:.0f} ms" for t in took))
+        assert max(took) < 1.0, took
+    finally:
+        guest.run(["moby-agent", "watch", "remove", "/C/src"])
+        guest.docker("rm", "-f", "watcher")
+    assert_services_started(guest)
+
+
+def test_a_reboot_brings_back_the_share_the_settings_and_docker(docker):
+    """Hyper-V re-sends pool 0 when the new hv_kvp_daemon registers; nothing
+    else is done from the host side."""
+    guest = docker
+    guest.write_db("etc/docker/daemon.json", '{"labels": ["after=reboot"]}')
+    bump(guest, 104)
+    guest.wait(lambda: (i := guest.dockerd_info()) and "after=reboot" in i["Labels"], timeout=30,
+               what="the label before the reboot")
+    items = [(k, v) for k, v in guest.kvp.enumerate(0)]
+    t0 = time.monotonic()
+    guest.reboot(samba=True)
+    for key, value in items:  # what Hyper-V does for the new daemon
+        guest.kvp.set(0, key, value)
+    guest.wait(lambda: " /C " in guest.read("/proc/self/mountinfo"), timeout=30, what="the share after the reboot")
+    took = guest.wait_dockerd(timeout=120)
+    guest.wait(lambda: (i := guest.dockerd_info()) and "after=reboot" in i["Labels"], timeout=30,
+               what="the label after the reboot")
+    print(f"reboot to share, settings and dockerd back: {time.monotonic() - t0:.1f} s (dockerd {took:.1f} s "
+          f"after the boot was ready)")
+    guest.ensure_image()
+    (guest.share / "src" / "hello.txt").write_text("after the reboot\n")
+    r = guest.docker("run", "--rm", "-v", "/C/src:/src", TEST_IMAGE, "cat", "/src/hello.txt", timeout=120)
+    assert (r.returncode, r.stdout) == (0, "after the reboot\n"), r.stderr
+    assert_services_started(guest)
+    guest.write_db("etc/docker/daemon.json", "{}")
+    bump(guest, 105)
+    guest.wait(lambda: (i := guest.dockerd_info()) and not i["Labels"], timeout=30, what="the label removed")
