@@ -20,7 +20,7 @@ from agent.kvp import hostitems
 from agent.kvp.hostitems import NoteHostItems
 from agent.network import apply as network_apply
 from agent.network.plan import plan_network
-from agent.outcome import Action, Executor, Note, Outcome, PlanPart, Problem, merge_parts
+from agent.outcome import Action, ActionFailed, Executor, Note, Outcome, PlanPart, Problem, merge_parts
 from agent.settings import apply as settings_apply
 from agent.settings.plan import HostInputs, plan_host, text_keys
 from agent.shares import apply as shares_apply
@@ -259,7 +259,8 @@ def apply(actions: Tuple[Action, ...], ctx: Context) -> List[Outcome]:
             if ctx.memory.last_errors.get(what) != message:  # once per change, not per try
                 log.error("%s failed: %s", what, message)
                 ctx.memory.last_errors[what] = message
-            outcomes.append(Outcome(action, False, message))
+            cause = exc.cause if isinstance(exc, ActionFailed) else None
+            outcomes.append(Outcome(action, False, message, cause=cause))
         else:
             shares_apply.succeeded(action, ctx)
             ctx.memory.last_errors.pop(what, None)

@@ -96,6 +96,16 @@ class PlanPart:
     notes: Mapping[str, Note] = field(default_factory=dict)
 
 
+class ActionFailed(Exception):
+    """An executor's failure with a typed cause (e.g. the server refused the
+    credentials): the outcome carries the cause, so that whatever reads it
+    (the retry memory, the drive's state) never re-reads the message."""
+
+    def __init__(self, message: str, cause: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class Outcome:
     action: Action
@@ -104,6 +114,8 @@ class Outcome:
     # Not tried because an earlier step for the same drive failed: the state
     # shows that first error, never this.
     skipped: bool = False
+    # Why it failed, as the executor established it (ActionFailed.cause).
+    cause: Optional[str] = None
 
 
 def capability(state: str, last_action: Optional[str] = None, last_error: Optional[str] = None) -> Dict[str, Any]:

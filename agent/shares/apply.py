@@ -11,10 +11,10 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Dict, Optional, Tuple
 
-from agent.outcome import Executor, first_line
+from agent.outcome import ActionFailed, Executor, first_line
 from agent.shares.items import credentials_file
 from agent.shares.mountinfo import parse_mountinfo
-from agent.shares.plan import BindAlias, MountShare, RemoveDir, Retry, SaveShares, SharesState, Unmount
+from agent.shares.plan import REFUSED, BindAlias, MountShare, RemoveDir, Retry, SaveShares, SharesState, Unmount
 from agent.system import create_exclusive, printable, read_bytes_safely, read_text, run_command
 
 if TYPE_CHECKING:
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("moby-agent")
 
+# Read once, here, from mount.cifs's whole output (a warning line may come
+# first); from then on it is the outcome's typed cause (REFUSED).
 AUTH_ERROR = "mount error(13)"
 
 
@@ -38,10 +40,9 @@ def load_shares(path: str) -> Tuple[SharesState, Optional[str]]:
                                "starting from the pool")
 
 
-class MountFailed(Exception):
+class MountFailed(ActionFailed):
     def __init__(self, message: str, auth: bool) -> None:
-        super().__init__(message)
-        self.auth = auth
+        super().__init__(message, REFUSED if auth else None)
 
 
 def _set(state: SharesState, attr: str, key: str, value: Optional[str]) -> SharesState:
@@ -137,7 +138,7 @@ EXECUTORS: Dict[type, Executor] = {
 def failed(ctx: "Context", drive: str, error: str, exc: Exception) -> None:
     """A step for `drive` failed: back off before the next try, unless the
     server refused the credentials (then only a new item is tried)."""
-    if isinstance(exc, MountFailed) and exc.auth:
+    if isinstance(exc, ActionFailed) and exc.cause == REFUSED:
         ctx.memory.retries.pop(drive, None)
         return
     retry = ctx.conf.retry

@@ -285,6 +285,9 @@ def plan_shares(
     return SharePlan(tuple(actions), tuple(problems), {"shares": note}, states, waiting_for_network)
 
 
+# An outcome's cause (Outcome.cause) when the server refused the credentials.
+REFUSED = "credentials refused"
+
 # A drive whose credentials the server refused: the same words right after the
 # failed mount and at every later pass (pool 1 is rewritten only on change).
 AUTH_STATE = ("failed: mount error(13): the server refused the credentials; share the drive again with the "
@@ -300,13 +303,16 @@ def drive_states_after(
     "failed: ..." when it is not retried; else what the plan said, with a
     "mounting" that went through as "mounted"."""
     first_error: Dict[str, str] = {}
+    refused = set()
     for o in outcomes:
         drive = getattr(o.action, "drive", None)
         if isinstance(drive, str) and not o.ok and not o.skipped and drive not in first_error:
             first_error[drive] = first_line(o.error) or "failed"
+            if o.cause == REFUSED:
+                refused.add(drive)
     states = {}
     for drive, state in planned.items():
-        if drive in first_error and first_error[drive].startswith("mount error(13)"):
+        if drive in refused:
             states[drive] = AUTH_STATE
         elif drive in first_error:
             states[drive] = ("waiting: " if drive in retried else "failed: ") + first_error[drive]

@@ -11,7 +11,7 @@ from agent.kvp.hostitems import NoteHostItems
 from agent.outcome import CAPABILITIES, Note, Outcome, Problem, capability_state
 from agent.settings.plan import ApplyDocker, WriteFile
 from agent.shares.items import parse_mount
-from agent.shares.plan import BindAlias, MountShare, drive_states_after
+from agent.shares.plan import REFUSED, BindAlias, MountShare, drive_states_after
 
 C = "/c;/C;username=me,password=s3cret,noperm"
 D = "/d;/D;username=me,password=s3cret,noperm"
@@ -32,13 +32,16 @@ def test_a_failed_mount_is_a_shares_error_and_the_pool_stays_ok():
     plan = hub.plan(obs([("cifsmount", C)]))
     mount = next(a for a in plan.actions if isinstance(a, MountShare))
     bind = next(a for a in plan.actions if isinstance(a, BindAlias))
-    outcomes = [Outcome(mount, False, MOUNT_ERROR),
+    outcomes = [Outcome(mount, False, MOUNT_ERROR, cause=REFUSED),
                 Outcome(bind, False, "skipped: an earlier step for this drive failed", skipped=True)]
     got = states(plan, outcomes)
     assert got["shares"] == "error" and got["pool"] == "ok"
     # The drive shows the mount's own error (first line), never the skip.
     assert drive_states_after(plan.drive_states, outcomes, set())["/c"].startswith(
         "failed: mount error(13): the server refused the credentials")
+    # The state follows the typed cause, not the text.
+    assert drive_states_after(plan.drive_states, [Outcome(mount, False, MOUNT_ERROR)], set())["/c"] == (
+        "failed: mount error(13): Permission denied")
     down = [Outcome(mount, False, "mount error(112): Host is down\nRefer to the manual"),
             Outcome(bind, False, "skipped", skipped=True)]
     assert drive_states_after(plan.drive_states, down, {"/c"}) == {"/c": "waiting: mount error(112): Host is down"}
