@@ -54,3 +54,70 @@ def test_refused_credentials_after_a_warning_line_are_refused_at_once_and_later(
     assert calls == ["mount.cifs"]  # not tried again
     assert agent.drives == {"/c": AUTH_STATE}
     assert status_doc(root)["shares"] == {"/c": AUTH_STATE}
+
+
+def _pool1_error_then_fixed(root, monkeypatch, break_it, fix_it):
+    agent = Agent(AgentConfig(), str(root), AgentConfig)
+    break_it()
+    agent.run_pass()
+    agent.run_pass()
+    pool = status_doc(root)["capabilities"]["pool"]
+    assert pool["state"] == "error", pool
+    assert "pool 1" in pool["last_error"]
+    fix_it()
+    agent.run_pass()
+    agent.run_pass()
+    assert status_doc(root)["capabilities"]["pool"]["state"] == "ok"
+
+
+def test_a_pool_1_write_that_fails_is_a_pool_error_until_a_write_works(tmp_path, monkeypatch):
+    """Read works, the write does not (the file locked, the disk full): the
+    pool capability says so, and stops saying so once a write works."""
+    root = fixture(tmp_path, items=(("a", "1"),))
+
+    def refuse(*args, **kw):
+        raise kvp.KvpError("pool 1 is locked")
+
+    def fixed():
+        monkeypatch.undo()
+
+    _pool1_error_then_fixed(root, monkeypatch,
+                            lambda: monkeypatch.setattr(kvp, "write_guest_items", refuse), fixed)
+
+
+def test_pool_1_a_fifo_or_a_directory_is_a_pool_error(tmp_path):
+    root = fixture(tmp_path, items=(("a", "1"),))
+    pool1 = tmp_path.joinpath(*POOLS, ".kvp_pool_1")
+    for make in (lambda: os.mkfifo(pool1), lambda: os.mkdir(pool1)):
+        os.unlink(pool1)
+        make()
+        agent = Agent(AgentConfig(), str(root), AgentConfig)
+        agent.run_pass()
+        agent.run_pass()
+        pool = status_doc(root)["capabilities"]["pool"]
+        assert pool["state"] == "error", pool
+        (os.rmdir if os.path.isdir(pool1) else os.unlink)(pool1)
+        pool1.write_bytes(b"")
+
+
+def test_live_reload_state_comes_from_the_same_model(tmp_path, monkeypatch):
+    """live_reload's state is capability_state over its own note and
+    problems, like every other capability's (never a dict built by hand)."""
+    from agent.outcome import capability_state
+
+    root = fixture(tmp_path, items=(("a", "1"),))
+    agent = Agent(AgentConfig(), str(root), AgentConfig)
+    agent.run_pass()
+    assert status_doc(root)["capabilities"]["live_reload"] == {
+        "state": "inactive", "last_action": "no shared path to watch", "last_error": None}
+
+    def broken():
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(agent, "_update_watch", broken)
+    agent.run_pass()
+    live = status_doc(root)["capabilities"]["live_reload"]
+    note, problems = agent._live_reload()
+    assert live == capability_state("live_reload", note, problems, [])
+    assert live["state"] == "error" and "injected" in live["last_error"] and live["last_action"]
+    assert status_doc(root)["state"] == "degraded: live_reload"
