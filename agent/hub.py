@@ -61,6 +61,9 @@ class Observation:
     errors: Tuple[Problem, ...] = ()
     failed: FrozenSet[str] = frozenset()
     pool_errors: Tuple[Tuple[int, str], ...] = ()  # (pool, why) for pool files that could not be read
+    # The pool directory read (the one in use: a reload does not change it),
+    # which the plan names; None: the config's.
+    pool_dir: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -108,9 +111,9 @@ def observe(
     failed: Set[str] = set()
     pool_dir_exists, pools = False, {HOST_POOL: kvp.Pool(()), kvp.GUEST_POOL: kvp.Pool(())}
     pool_errors: Tuple[Tuple[int, str], ...] = ()
+    pool_dir = pool_dir or conf.kvp.pool_dir
     try:
-        pool_dir_exists, pools, pool_errors = hostitems.observe_pools(under(root, pool_dir or conf.kvp.pool_dir),
-                                                                      should_stop)
+        pool_dir_exists, pools, pool_errors = hostitems.observe_pools(under(root, pool_dir), should_stop)
     except Exception as exc:  # noqa: BLE001 - reported against the capability
         errors.append(_crashed("pool", "observe", exc))
         failed |= {"pool", "shares"}  # the shares are planned from pool 0's items
@@ -150,6 +153,7 @@ def observe(
         now=time.monotonic(),
         retries=dict(retries or {}),
         pool_errors=pool_errors,
+        pool_dir=pool_dir,
         errors=tuple(errors),
         failed=frozenset(failed),
     )
@@ -169,7 +173,8 @@ def plan(obs: Observation) -> Plan:
     """Pure: the same observation always gives the same plan."""
     host = obs.pools.get(HOST_POOL, kvp.Pool(()))
     s = obs.conf
-    pool = _plan_part("pool", obs, lambda: hostitems.plan_pool(s.kvp.pool_dir, obs.pool_dir_exists, host,
+    pool_dir = obs.pool_dir or s.kvp.pool_dir
+    pool = _plan_part("pool", obs, lambda: hostitems.plan_pool(pool_dir, obs.pool_dir_exists, host,
                                                               obs.seen_host_items, obs.pool_errors))
     shares = _plan_part("shares", obs, lambda: plan_shares(host.items, obs.shares, obs.mounts, obs.host,
                                                            obs.limits, obs.network_ok, obs.now, obs.retries))

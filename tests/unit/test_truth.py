@@ -121,3 +121,28 @@ def test_live_reload_state_comes_from_the_same_model(tmp_path, monkeypatch):
     assert live == capability_state("live_reload", note, problems, [])
     assert live["state"] == "error" and "injected" in live["last_error"] and live["last_action"]
     assert status_doc(root)["state"] == "degraded: live_reload"
+
+
+def test_a_reload_that_changes_pool_dir_keeps_the_directory_in_use(tmp_path):
+    """kvp.pool_dir applies only at restart: after a reload the agent reads
+    and writes the directory it started with, and the status names that one."""
+    from agent.agentconfig import load
+
+    root = fixture(tmp_path, items=(("a", "1"),))
+    other = tmp_path / "etc" / "moby-agent.toml"
+    other.parent.mkdir()
+    other.write_text("[kvp]\npool_dir = \"/var/lib/elsewhere\"\n")
+    agent = Agent(AgentConfig(), str(root), lambda: load(str(other)))
+    agent._reload()
+    assert agent.conf.kvp.pool_dir == "/var/lib/elsewhere"
+    agent.run_pass()
+    pool = status_doc(root)["capabilities"]["pool"]
+    assert pool["state"] == "ok" and pool["last_action"].startswith("read pool 0: 1 items")
+    assert b"moby-agent.state" in tmp_path.joinpath(*POOLS, ".kvp_pool_1").read_bytes()
+    for name in os.listdir(tmp_path.joinpath(*POOLS)):
+        os.unlink(tmp_path.joinpath(*POOLS, name))
+    os.rmdir(tmp_path.joinpath(*POOLS))
+    agent.run_pass()
+    pool = status_doc(root)["capabilities"]["pool"]
+    assert pool["state"] == "waiting" and "/var/lib/hyperv" in pool["last_error"], pool
+    assert "elsewhere" not in json.dumps(status_doc(root))
