@@ -168,3 +168,76 @@ def test_doctor_and_status_agree_on_whether_the_agent_runs(tmp_path):
         verdict = Doctor(conf, str(tmp_path)).agent()[0]
         assert not running  # none of them is an agent running against this root
         assert verdict.level != OK and "not running" in verdict.text, (pid, verdict)
+
+
+def test_doctor_and_the_agent_read_a_fifo_command_line_alike(tmp_path):
+    """A FIFO where the command line should be: both say it is not a plain
+    file (a database problem), neither hangs nor calls it a failed check."""
+    import os
+
+    from agent.doctor import FAIL
+
+    (tmp_path / "proc").mkdir()
+    os.mkfifo(tmp_path / "proc" / "cmdline")
+    conf = AgentConfig()
+    inputs = hub.observe(conf, str(tmp_path), None).host_inputs
+    (problem,) = [p for p in inputs.problems if p.capability == "database"]
+    checks = {c.text: c for c in Doctor(conf, str(tmp_path)).run()}
+    verdict = Doctor(conf, str(tmp_path)).database()[0]
+    assert verdict.level == FAIL and verdict.text == problem.text
+    assert not [t for t in checks if "the check itself failed" in t]
+
+
+class _Route:
+    def __init__(self, attrs):
+        self.attrs = attrs
+
+    def get_attr(self, name):
+        return self.attrs.get(name)
+
+
+def _fake_iproute(routes):
+    class FakeIPRoute:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def route(self, cmd, dst):
+            if isinstance(routes, Exception):
+                raise routes
+            return routes
+
+    return FakeIPRoute
+
+
+@pytest.mark.parametrize("routes,has_route", [
+    ([], False),                                                            # no route
+    ([_Route({"RTA_GATEWAY": "192.168.1.1"})], False),                      # no source address
+    ([_Route({"RTA_PREFSRC": "10.0.75.2", "RTA_GATEWAY": "192.168.1.1"})], True),  # through a gateway
+    ([_Route({"RTA_PREFSRC": "10.0.75.2"})], True),                         # on-link
+    (OSError(101, "Network is unreachable"), False),
+])
+def test_doctor_and_the_agent_read_the_route_alike(monkeypatch, routes, has_route):
+    """The same netlink answer gives the agent's network verdict and
+    doctor's host check (one route lookup, network.apply.route_via)."""
+    import pyroute2
+
+    from agent import doctor
+    from agent.doctor import FAIL
+    from agent.shares.plan import Retry
+
+    monkeypatch.setattr(pyroute2, "IPRoute", _fake_iproute(routes))
+
+    def no_smb(*args, **kw):
+        raise OSError(111, "Connection refused")
+
+    monkeypatch.setattr(doctor.socket, "create_connection", no_smb)
+    conf = AgentConfig()
+    network_ok = hub.observe(conf, "/", None, retries={"/c": Retry(1, 0.0, "x")}).network_ok
+    host = Doctor(conf, "/").host()[0]
+    assert network_ok is has_route
+    assert (host.level == FAIL and host.text.startswith("no route")) is (not has_route), host
+    if has_route:
+        assert ("gateway" in host.text) is ("RTA_GATEWAY" in routes[0].attrs), host
