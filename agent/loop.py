@@ -16,7 +16,6 @@ from agent import hub, kvp, status
 from agent.agentconfig import AgentConfig, ConfigError
 from agent.kvp.poolwatch import PoolWatcher
 from agent.outcome import CAPABILITIES, Note, Outcome, Problem, capability, capability_state
-from agent.shares.plan import drive_states_after
 from agent.system import printable, remove_stale_credentials, under, write_atomic
 
 log = logging.getLogger("moby-agent")
@@ -114,10 +113,10 @@ class Agent:
         self._logged_problems = {p.text for p in plan.problems}
         ctx = hub.Context(self.conf, self.root, self.memory, obs.shares, lambda: self._stop,
                                 self._release_watch, busy=self._set_busy)
-        outcomes = hub.apply(plan.actions, ctx)
+        outcomes = hub.run(plan, ctx)
         self.rerun = ctx.rerun
         self.passes += 1
-        self.waiting_for_network = plan.waiting_for_network
+        self.waiting_for_network = self.memory.waiting_for_network
         self._update_capabilities(plan, outcomes)
         t1 = time.monotonic()
         self.last_pass = {
@@ -166,7 +165,7 @@ class Agent:
             self.share_watcher.release(target)
 
     def _update_capabilities(self, plan: hub.Plan, outcomes: List[Outcome]) -> None:
-        self.drives = drive_states_after(plan.drive_states, outcomes, set(self.memory.retries))
+        self.drives = dict(self.memory.drives)
         self._last = (plan.notes, plan.problems, outcomes)
 
     def _live_reload(self) -> Tuple[Note, Tuple[Problem, ...]]:

@@ -48,6 +48,12 @@ class Action:
         """A done action, for a capability's last_action."""
         return f"{self.name()} {self.subject()}".strip()
 
+    def chain(self) -> Optional[str]:
+        """The chain of dependent steps the action belongs to (a drive's
+        unmount, mount and bind), or None: once one step of a chain fails,
+        the hub skips its later steps."""
+        return None
+
     def deadline(self, conf: "AgentConfig") -> float:
         """The longest it may legitimately take, in seconds, under the
         agent's config: its command's own timeout plus a margin. The
@@ -164,3 +170,5 @@ def merge_parts(parts: Iterable[PlanPart]) -> Tuple[Tuple[Action, ...], Tuple[Pr
 
 
 Executor = Callable[[Any, Any], None]
+# A capability's hook after apply: (context, its plan part, all outcomes).
+AfterApply = Callable[[Any, PlanPart, List[Outcome]], None]

@@ -61,7 +61,18 @@ class SharesState:
 
 
 @dataclass(frozen=True)
-class MountShare(Action):
+class DriveStep(Action):
+    """A step for one drive: after one fails, that drive's later steps are
+    skipped (a bind after a failed mount would bind the bare directory)."""
+
+    drive: str
+
+    def chain(self) -> Optional[str]:
+        return self.drive
+
+
+@dataclass(frozen=True)
+class MountShare(DriveStep):
     CAPABILITY = "shares"
     SYSTEM = True
 
@@ -88,7 +99,7 @@ class MountShare(Action):
 
 
 @dataclass(frozen=True)
-class BindAlias(Action):
+class BindAlias(DriveStep):
     CAPABILITY = "shares"
     SYSTEM = True
 
@@ -104,7 +115,7 @@ class BindAlias(Action):
 
 
 @dataclass(frozen=True)
-class Unmount(Action):
+class Unmount(DriveStep):
     CAPABILITY = "shares"
     SYSTEM = True
 
@@ -119,7 +130,7 @@ class Unmount(Action):
 
 
 @dataclass(frozen=True)
-class RemoveDir(Action):
+class RemoveDir(DriveStep):
     CAPABILITY = "shares"
 
     drive: str
@@ -191,10 +202,15 @@ def plan_shares(
     network_ok: Optional[bool],
     now: float,
     retries: Mapping[str, Retry],
+    state_problem: Optional[Tuple[str, str]] = None,
 ) -> SharePlan:
-    """Pure. network_ok None means unknown (not needed: nothing to mount)."""
+    """Pure. network_ok None means unknown (not needed: nothing to mount).
+    state_problem: (state file, why) when the saved state was unreadable
+    (the plan starts from the pool: a warning)."""
     actions: List[Action] = []
     problems: List[Problem] = []
+    if state_problem is not None:
+        problems.append(Problem("shares", state_problem[0], state_problem[1], "warning"))
     drives: Dict[str, ShareSpec] = {d.mountpoint: d for d in state.drives}
     # An item the host deleted is forgotten, so that the same value written
     # again later is acted on again (a value rewritten unchanged cannot be

@@ -36,16 +36,17 @@ def test_a_failed_mount_is_a_shares_error_and_the_pool_stays_ok():
                 Outcome(bind, False, "skipped: an earlier step for this drive failed", skipped=True)]
     got = states(plan, outcomes)
     assert got["shares"] == "error" and got["pool"] == "ok"
+    planned = plan.parts["shares"].drive_states
     # The drive shows the mount's own error (first line), never the skip.
-    assert drive_states_after(plan.drive_states, outcomes, set())["/c"].startswith(
+    assert drive_states_after(planned, outcomes, set())["/c"].startswith(
         "failed: mount error(13): the server refused the credentials")
     # The state follows the typed cause, not the text.
-    assert drive_states_after(plan.drive_states, [Outcome(mount, False, MOUNT_ERROR)], set())["/c"] == (
+    assert drive_states_after(planned, [Outcome(mount, False, MOUNT_ERROR)], set())["/c"] == (
         "failed: mount error(13): Permission denied")
     down = [Outcome(mount, False, "mount error(112): Host is down\nRefer to the manual"),
             Outcome(bind, False, "skipped", skipped=True)]
-    assert drive_states_after(plan.drive_states, down, {"/c"}) == {"/c": "waiting: mount error(112): Host is down"}
-    assert drive_states_after(plan.drive_states, down, set()) == {"/c": "failed: mount error(112): Host is down"}
+    assert drive_states_after(planned, down, {"/c"}) == {"/c": "waiting: mount error(112): Host is down"}
+    assert drive_states_after(planned, down, set()) == {"/c": "failed: mount error(112): Host is down"}
 
 
 def test_a_broken_daemon_json_is_a_docker_config_error_only():
@@ -84,7 +85,7 @@ def test_a_rejected_cifsumount_is_a_shares_problem_and_other_drives_are_untouche
     plan = hub.plan(o)
     assert [(p.capability, p.subject) for p in plan.problems] == [("shares", "cifsumount")]
     assert not [a for a in plan.actions if a.name() in ("mount", "unmount", "bind", "remove-dir")]
-    assert plan.drive_states == {"/c": "mounted"}
+    assert plan.parts["shares"].drive_states == {"/c": "mounted"}
     got = states(plan, [Outcome(a, True) for a in plan.actions])
     assert got["shares"] == "error" and got["pool"] == "ok"
 

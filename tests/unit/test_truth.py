@@ -146,3 +146,45 @@ def test_a_reload_that_changes_pool_dir_keeps_the_directory_in_use(tmp_path):
     pool = status_doc(root)["capabilities"]["pool"]
     assert pool["state"] == "waiting" and "/var/lib/hyperv" in pool["last_error"], pool
     assert "elsewhere" not in json.dumps(status_doc(root))
+
+
+def test_the_hub_only_sequences_capabilities(tmp_path):
+    """A capability's dependent steps form a chain (Action.chain): after one
+    fails the later ones of that chain are skipped, whatever the capability;
+    what follows an apply is each capability's own after_apply."""
+    import inspect
+    from dataclasses import dataclass
+
+    from agent import hub
+    from agent.hub import Context, Memory
+    from agent.outcome import Action
+    from agent.shares.plan import SharesState
+
+    @dataclass(frozen=True)
+    class Step(Action):
+        CAPABILITY = "network"
+        n: int
+
+        def name(self):
+            return f"step{self.n}"
+
+        def chain(self):
+            return "eth0"
+
+    ran = []
+
+    def run(action, ctx):
+        ran.append(action.n)
+        if action.n == 1:
+            raise RuntimeError("first step failed")
+
+    hub.EXECUTORS[Step] = run
+    try:
+        c = Context(AgentConfig(), str(tmp_path), Memory(), SharesState())
+        outcomes = hub.apply((Step(1), Step(2)), c)
+    finally:
+        del hub.EXECUTORS[Step]
+    assert ran == [1] and [o.skipped for o in outcomes] == [False, True]
+    source = inspect.getsource(hub)
+    for share_logic in ("shares_apply.failed", "shares_apply.succeeded", "SharePlan", "state_file", '"drive"'):
+        assert share_logic not in source, share_logic
