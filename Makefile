@@ -9,7 +9,7 @@ PYTHON    ?= python3
 # The package, one folder per capability (git ls-files would miss new files).
 AGENT_SOURCES := $(wildcard agent/*.py agent/*/*.py)
 
-.PHONY: all test test-py39 lint install bench soak mutate demo demo-shell demo-root image image-test clean
+.PHONY: all test test-py39 lint install install-lib install-pyc install-etc bench soak mutate demo demo-shell demo-root image image-test clean
 
 all: test
 
@@ -36,16 +36,25 @@ demo-root:
 	venv=$$(sh tests/tools/setup) && PYTHONPATH=$(CURDIR) $$venv/bin/python tests/demo_root.py
 
 # The layout an image build uses: the package in a private directory, a
-# wrapper on PATH, the OpenRC scripts and a commented default config.
-install:
+# wrapper on PATH, the OpenRC scripts and a commented default config. The
+# Alpine package gets the first two from the wheel (pyproject.toml's
+# data-files and script-files: the same paths) and the rest from
+# install-pyc and install-etc.
+install: install-lib install-pyc install-etc
+
+install-lib:
 	for f in $(AGENT_SOURCES); do install -D -m 0644 "$$f" "$(DESTDIR)$(LIBDIR)/$$f" || exit 1; done
-	# Bytecode now, so that no start compiles the sources (a fresh tmpfs root
-	# at every boot, a read-only /usr, PYTHONDONTWRITEBYTECODE). checked-hash:
-	# used while the source is unchanged, whatever the file times; -d:
-	# tracebacks name the installed path, not DESTDIR's.
-	$(PYTHON) -m compileall -q -d $(LIBDIR)/agent --invalidation-mode checked-hash $(DESTDIR)$(LIBDIR)/agent
 	install -D -m 0755 packaging/moby-agent $(DESTDIR)$(PREFIX)/bin/moby-agent
 	install -D -m 0755 packaging/mobyconfig $(DESTDIR)$(PREFIX)/bin/mobyconfig
+
+# Bytecode now, so that no start compiles the sources (a fresh tmpfs root
+# at every boot, a read-only /usr, PYTHONDONTWRITEBYTECODE). checked-hash:
+# used while the source is unchanged, whatever the file times; -d:
+# tracebacks name the installed path, not DESTDIR's.
+install-pyc:
+	$(PYTHON) -m compileall -q -d $(LIBDIR)/agent --invalidation-mode checked-hash $(DESTDIR)$(LIBDIR)/agent
+
+install-etc:
 	install -d $(DESTDIR)/etc/moby-agent/daemon.json.d
 	install -D -m 0755 openrc/moby-agent $(DESTDIR)/etc/init.d/moby-agent
 	install -D -m 0644 openrc/moby-agent.confd $(DESTDIR)/etc/conf.d/moby-agent

@@ -15,8 +15,10 @@ from typing import Callable, List, Union
 from agent import kvp, status
 from agent.agentconfig import AgentConfig
 from agent.network.apply import route_via
+from agent.outcome import Problem
 from agent.settings import database
-from agent.shares.mountinfo import parse_mountinfo
+from agent.settings.apply import _read as read_input  # the agent's own reading of an input file
+from agent.shares.mountinfo import is_mounted, parse_mountinfo
 from agent.system import loads_limited, printable, processes_named, read_text, under
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
@@ -107,16 +109,19 @@ class Doctor:
     def database(self) -> List[Check]:
         # The agent's own readings of the command line and the mount table.
         dbs = self.s.database
-        name = database.parse_cmdline(read_text(self.p(dbs.cmdline)) or "", dbs.label)
-        checks = []
+        problems: List[Problem] = []
+        name = database.parse_cmdline(read_input(self.p(dbs.cmdline), dbs.cmdline, "database", problems) or "",
+                                      dbs.label)
+        # Not a plain file (a FIFO, a symlink): said as the agent says it.
+        checks = [Check(FAIL if p.level == "error" else WARN, "database", p.text) for p in problems]
         if name is not None:
             checks.append(Check(OK, "database", f"{dbs.label} names database {name!r}"))
-        else:
+        elif not problems:
             checks.append(Check(WARN, "database", f"no usable {dbs.label}=NAME on the kernel command line (absent, "
                                 "empty or malformed): local settings only"))
         mounts = parse_mountinfo(read_text(self.p("/proc/self/mountinfo")) or "")
         mount_point = dbs.mount_point
-        if any(m.target == mount_point for m in mounts):
+        if is_mounted(mounts, mount_point):
             checks.append(Check(OK, "database", f"{mount_point} is mounted"))
         else:
             checks.append(Check(WARN, "database", f"{mount_point} is not mounted: the host's settings are not read"))

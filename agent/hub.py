@@ -5,8 +5,9 @@ observe() reads everything a decision needs into one immutable Observation
 to actions and typed problems (each capability's pure plan); apply() hands
 each action to its capability's executor, records the outcome, and never
 lets one failure stop the others (only the later steps for the same drive
-are skipped). Adding an action touches one capability folder: its plan and
-its EXECUTORS.
+are skipped: Action.chain), then runs each capability's after_apply hook
+(its retry memory, its state file). Adding an action touches one capability
+folder: its plan and its EXECUTORS.
 """
 
 import logging
@@ -20,14 +21,14 @@ from agent.kvp import hostitems
 from agent.kvp.hostitems import NoteHostItems
 from agent.network import apply as network_apply
 from agent.network.plan import plan_network
-from agent.outcome import Action, Executor, Note, Outcome, PlanPart, Problem, merge_parts
+from agent.outcome import Action, ActionFailed, AfterApply, Executor, Note, Outcome, PlanPart, Problem, merge_parts
 from agent.settings import apply as settings_apply
 from agent.settings.plan import HostInputs, plan_host, text_keys
 from agent.shares import apply as shares_apply
 from agent.shares.items import Limits
-from agent.shares.mountinfo import MountEntry, parse_mountinfo
-from agent.shares.plan import Retry, SharePlan, SharesState, plan_shares
-from agent.system import read_text, under, write_atomic
+from agent.shares.mountinfo import MountEntry
+from agent.shares.plan import Retry, SharesState, plan_shares
+from agent.system import under
 
 log = logging.getLogger("moby-agent")
 
@@ -50,7 +51,7 @@ class Observation:
     limits: Limits = Limits()
     mounts: Tuple[MountEntry, ...] = ()
     shares: SharesState = SharesState()
-    shares_problem: Optional[str] = None
+    shares_problem: Optional[Tuple[str, str]] = None  # (the share state file, why it was unreadable)
     network_ok: Optional[bool] = None
     now: float = 0.0
     retries: Mapping[str, Retry] = field(default_factory=dict)
@@ -61,15 +62,18 @@ class Observation:
     errors: Tuple[Problem, ...] = ()
     failed: FrozenSet[str] = frozenset()
     pool_errors: Tuple[Tuple[int, str], ...] = ()  # (pool, why) for pool files that could not be read
+    # The pool directory read (the one in use: a reload does not change it),
+    # which the plan names; None: the config's.
+    pool_dir: Optional[str] = None
 
 
 @dataclass(frozen=True)
 class Plan:
     actions: Tuple[Action, ...]
     problems: Tuple[Problem, ...]
-    drive_states: Mapping[str, str] = field(default_factory=dict)
-    waiting_for_network: bool = False
     notes: Mapping[str, Note] = field(default_factory=dict)
+    # Each capability's own part, for its after_apply hook.
+    parts: Mapping[str, PlanPart] = field(default_factory=dict)
 
     def as_dict(self) -> Dict[str, object]:
         return {"actions": [a.as_dict() for a in self.actions], "problems": [p.text for p in self.problems]}
@@ -108,9 +112,9 @@ def observe(
     failed: Set[str] = set()
     pool_dir_exists, pools = False, {HOST_POOL: kvp.Pool(()), kvp.GUEST_POOL: kvp.Pool(())}
     pool_errors: Tuple[Tuple[int, str], ...] = ()
+    pool_dir = pool_dir or conf.kvp.pool_dir
     try:
-        pool_dir_exists, pools, pool_errors = hostitems.observe_pools(under(root, pool_dir or conf.kvp.pool_dir),
-                                                                      should_stop)
+        pool_dir_exists, pools, pool_errors = hostitems.observe_pools(under(root, pool_dir), should_stop)
     except Exception as exc:  # noqa: BLE001 - reported against the capability
         errors.append(_crashed("pool", "observe", exc))
         failed |= {"pool", "shares"}  # the shares are planned from pool 0's items
@@ -119,13 +123,7 @@ def observe(
     mounts: Tuple[MountEntry, ...] = ()
     shares, problem, network_ok = SharesState(), None, None
     try:
-        mounts = parse_mountinfo(read_text(under(root, "/proc/self/mountinfo")) or "")
-        shares, problem = shares_apply.load_shares(under(root, conf.shares.state_file))
-        # Mounts are tried at once; only after a failure does the route to
-        # the host tell "the network is not up yet" (wait for netlink
-        # events) from "the server refused or is down" (back off). This
-        # keeps pyroute2's import off the first mount's path.
-        network_ok = network(conf.host.address) if retries and live else None
+        mounts, shares, problem, network_ok = shares_apply.observe(conf, root, retries, live, network)
     except Exception as exc:  # noqa: BLE001
         errors.append(_crashed("shares", "observe", exc))
         failed |= {"shares", "database"}  # both read the mount table
@@ -150,6 +148,7 @@ def observe(
         now=time.monotonic(),
         retries=dict(retries or {}),
         pool_errors=pool_errors,
+        pool_dir=pool_dir,
         errors=tuple(errors),
         failed=frozenset(failed),
     )
@@ -169,23 +168,20 @@ def plan(obs: Observation) -> Plan:
     """Pure: the same observation always gives the same plan."""
     host = obs.pools.get(HOST_POOL, kvp.Pool(()))
     s = obs.conf
-    pool = _plan_part("pool", obs, lambda: hostitems.plan_pool(s.kvp.pool_dir, obs.pool_dir_exists, host,
+    pool_dir = obs.pool_dir or s.kvp.pool_dir
+    pool = _plan_part("pool", obs, lambda: hostitems.plan_pool(pool_dir, obs.pool_dir_exists, host,
                                                               obs.seen_host_items, obs.pool_errors))
     shares = _plan_part("shares", obs, lambda: plan_shares(host.items, obs.shares, obs.mounts, obs.host,
-                                                           obs.limits, obs.network_ok, obs.now, obs.retries))
-    state_problem = PlanPart(problems=(
-        Problem("shares", s.shares.state_file, obs.shares_problem, "warning"),
-    )) if obs.shares_problem else PlanPart()
+                                                           obs.limits, obs.network_ok, obs.now, obs.retries,
+                                                           obs.shares_problem))
     settings = _plan_part("docker_config", obs, lambda: plan_host(
         obs.host_inputs, mount_point=s.database.mount_point, tag=s.database.tag, options=s.database.options,
         daemon_json=s.docker.daemon_json), needs=("database",))
     network = _plan_part("network", obs, lambda: plan_network(text_keys(obs.host_inputs.database),
                                                               obs.host_inputs.interface, obs.host_inputs.net))
-    actions, problems, notes = merge_parts((PlanPart(problems=obs.errors), pool, state_problem, shares, settings,
-                                            network))
-    drive_states = shares.drive_states if isinstance(shares, SharePlan) else {}
-    waiting = shares.waiting_for_network if isinstance(shares, SharePlan) else False
-    return Plan(actions, problems, drive_states, waiting, notes)
+    parts = {"pool": pool, "shares": shares, "docker_config": settings, "network": network}
+    actions, problems, notes = merge_parts((PlanPart(problems=obs.errors), *parts.values()))
+    return Plan(actions, problems, notes, parts)
 
 
 @dataclass
@@ -195,12 +191,17 @@ class Memory:
     seen_host_items: Optional[Tuple[kvp.Item, ...]] = None
     retries: Dict[str, Retry] = field(default_factory=dict)
     last_errors: Dict[str, str] = field(default_factory=dict)
+    # Set by the shares' after_apply: each drive's state after the pass, and
+    # whether a drive waits for the network (netlink events retry it).
+    drives: Dict[str, str] = field(default_factory=dict)
+    waiting_for_network: bool = False
 
 
 @dataclass
 class Context:
     """What the executors need: where, with what configuration, and the state
-    they update (share state is saved once at the end of apply if it changed)."""
+    they update (the share state, saved by the shares' after_apply if it
+    changed)."""
 
     conf: AgentConfig
     root: str
@@ -239,13 +240,18 @@ def _apply_one(action: Action, ctx: Context) -> None:
     executor(action, ctx)
 
 
+# What each capability does after the pass's actions (its own memory and
+# state files), in this order.
+AFTER_APPLY: Dict[str, AfterApply] = {"shares": shares_apply.after_apply}
+
+
 def apply(actions: Tuple[Action, ...], ctx: Context) -> List[Outcome]:
     outcomes = []
-    failed_drives: Set[str] = set()
+    failed_chains: Set[str] = set()
     for action in actions:
-        drive = getattr(action, "drive", None)
-        what = f"{action.name()} {drive}" if drive is not None else action.name()
-        if drive is not None and drive in failed_drives:
+        chain = action.chain()
+        what = f"{action.name()} {chain}" if chain is not None else action.name()
+        if chain is not None and chain in failed_chains:
             outcomes.append(Outcome(action, False, "skipped: an earlier step for this drive failed", skipped=True))
             continue
         ctx.busy(action, time.monotonic() + action.deadline(ctx.conf))
@@ -253,22 +259,24 @@ def apply(actions: Tuple[Action, ...], ctx: Context) -> List[Outcome]:
             _apply_one(action, ctx)
         except Exception as exc:  # one failure never stops the others
             message = str(exc)
-            if drive is not None:
-                failed_drives.add(drive)
-                shares_apply.failed(ctx, drive, message, exc)
+            if chain is not None:
+                failed_chains.add(chain)
             if ctx.memory.last_errors.get(what) != message:  # once per change, not per try
                 log.error("%s failed: %s", what, message)
                 ctx.memory.last_errors[what] = message
-            outcomes.append(Outcome(action, False, message))
+            cause = exc.cause if isinstance(exc, ActionFailed) else None
+            outcomes.append(Outcome(action, False, message, cause=cause))
         else:
-            shares_apply.succeeded(action, ctx)
             ctx.memory.last_errors.pop(what, None)
             outcomes.append(Outcome(action, True))
         finally:
             ctx.busy(None, 0.0)
-    if ctx.changed:
-        try:
-            write_atomic(ctx.path(ctx.conf.shares.state_file), ctx.shares.to_json(), mode=0o600)
-        except OSError as exc:
-            log.error("cannot save share state %s: %s", ctx.conf.shares.state_file, exc.strerror)
+    return outcomes
+
+
+def run(plan: Plan, ctx: Context) -> List[Outcome]:
+    """Apply the plan's actions, then each capability's after_apply."""
+    outcomes = apply(plan.actions, ctx)
+    for name, after in AFTER_APPLY.items():
+        after(ctx, plan.parts.get(name, PlanPart()), outcomes)
     return outcomes

@@ -10,13 +10,12 @@ import select
 import signal
 import socket
 import time
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from agent import hub, kvp, status
 from agent.agentconfig import AgentConfig, ConfigError
 from agent.kvp.poolwatch import PoolWatcher
-from agent.outcome import CAPABILITIES, Note, Outcome, capability, capability_state
-from agent.shares.plan import drive_states_after
+from agent.outcome import CAPABILITIES, Note, Outcome, Problem, capability, capability_state
 from agent.system import printable, remove_stale_credentials, under, write_atomic
 
 log = logging.getLogger("moby-agent")
@@ -77,9 +76,12 @@ class Agent:
         self.last_pass: Optional[Dict[str, Any]] = None
         # kvp.pool_dir applies only at restart: a reload keeps this one.
         self.pool_dir = conf.kvp.pool_dir
-        self.capabilities: Dict[str, Dict[str, Any]] = {
-            name: capability("inactive", "not handled yet") for name in CAPABILITIES
-        }
+        # The last pass's notes, problems and outcomes: every capability's
+        # state is derived from them (capability_state) when a status
+        # document is built, with what the agent itself saw since (a pool 1
+        # write that failed, the live-reload watcher).
+        self._last: Optional[Tuple[Mapping[str, Note], Tuple[Problem, ...], List[Outcome]]] = None
+        self._guest_pool_error: Optional[str] = None
         self.heartbeat = time.time()
         self.drives: Dict[str, str] = {}
         self.share_watcher: Optional[Any] = None
@@ -111,10 +113,10 @@ class Agent:
         self._logged_problems = {p.text for p in plan.problems}
         ctx = hub.Context(self.conf, self.root, self.memory, obs.shares, lambda: self._stop,
                                 self._release_watch, busy=self._set_busy)
-        outcomes = hub.apply(plan.actions, ctx)
+        outcomes = hub.run(plan, ctx)
         self.rerun = ctx.rerun
         self.passes += 1
-        self.waiting_for_network = plan.waiting_for_network
+        self.waiting_for_network = self.memory.waiting_for_network
         self._update_capabilities(plan, outcomes)
         t1 = time.monotonic()
         self.last_pass = {
@@ -163,13 +165,39 @@ class Agent:
             self.share_watcher.release(target)
 
     def _update_capabilities(self, plan: hub.Plan, outcomes: List[Outcome]) -> None:
-        """Each capability's state from its own notes, problems and outcomes."""
-        self.drives = drive_states_after(plan.drive_states, outcomes, set(self.memory.retries))
+        self.drives = dict(self.memory.drives)
+        self._last = (plan.notes, plan.problems, outcomes)
+
+    def _live_reload(self) -> Tuple[Note, Tuple[Problem, ...]]:
+        """The live-reload capability's note and problems, from the watcher
+        as it is now (its counters move between passes)."""
+        if self._live_reload_error:
+            return Note("not watching"), (Problem("live_reload", "watch", self._live_reload_error),)
+        if self.share_watcher is None:
+            return Note("no shared path to watch", active=False), ()
+        stats = self.share_watcher.stats.as_dict()
+        roots = ", ".join(stats.get("roots") or []) or "no root yet"
+        note = Note(f"{roots}: {stats.get('directories')} directories")
+        why = stats.get("why")
+        return note, ((Problem("live_reload", "watch", str(why), "warning"),) if why else ())
+
+    @property
+    def capabilities(self) -> Dict[str, Dict[str, Any]]:
+        """Each capability's state from its own notes, problems and outcomes
+        (outcome.capability_state): the last pass's, and the agent's own."""
+        live_note, own = self._live_reload()
+        if self._guest_pool_error:
+            own += (Problem("pool", f"pool {kvp.GUEST_POOL}",
+                            f"pool {kvp.GUEST_POOL} not updated: {self._guest_pool_error}"),)
+        caps = {}
         for name in CAPABILITIES:
-            if name == "live_reload":
-                continue  # from the watcher, at each report
-            note = plan.notes.get(name, Note("", active=False))
-            self.capabilities[name] = capability_state(name, note, plan.problems, outcomes)
+            if self._last is None and name != "live_reload":
+                caps[name] = capability("inactive", "not handled yet")
+                continue
+            notes, problems, outcomes = self._last or ({}, (), [])
+            note = live_note if name == "live_reload" else notes.get(name, Note("", active=False))
+            caps[name] = capability_state(name, note, tuple(problems) + own, outcomes)
+        return caps
 
     def _safe_pass(self) -> bool:
         """run_pass, surviving anything it raises (logged once with its
@@ -210,17 +238,8 @@ class Agent:
                     "error": r.error}
             for drive, r in sorted(self.memory.retries.items())
         }
-        if self._live_reload_error:
-            doc["capabilities"]["live_reload"] = capability("error", None, self._live_reload_error)
-        elif self.share_watcher is not None:
-            stats = self.share_watcher.stats.as_dict()
-            doc["watch"] = stats
-            roots = ", ".join(stats.get("roots") or []) or "no root yet"
-            text = f"{roots}: {stats.get('directories')} directories"
-            doc["capabilities"]["live_reload"] = (
-                capability("warning", text, stats["why"]) if stats.get("why") else capability("ok", text))
-        else:
-            doc["capabilities"]["live_reload"] = capability("inactive", "no shared path to watch")
+        if self.share_watcher is not None and not self._live_reload_error:
+            doc["watch"] = self.share_watcher.stats.as_dict()
         return doc
 
     def write_status(self, doc: Dict[str, Any]) -> None:
@@ -230,13 +249,24 @@ class Agent:
             log.error("cannot write status file %s: %s", self.conf.status.file, exc.strerror)
 
     def report(self, obs: Optional[hub.Observation], state: Optional[str] = None) -> None:
+        """Pool 1 first, then the status file: a failed pool 1 write is a
+        pool problem in the status written now, and until a write works."""
         doc = self.document(state)
+        error = self._write_guest_pool(obs, doc)
+        if error != self._guest_pool_error:
+            if error is not None:
+                log.error("cannot update pool %d: %s", kvp.GUEST_POOL, error)
+            self._guest_pool_error = error
+            doc = self.document(state)
         self.write_status(doc)
+
+    def _write_guest_pool(self, obs: Optional[hub.Observation], doc: Dict[str, Any]) -> Optional[str]:
+        """Pool 1's moby-agent.* items made equal to the document's; why not, if not."""
         if not self.conf.status.guest_pool:
-            return
+            return None
         pool_dir = under(self.root, self.pool_dir)
         if not os.path.isdir(pool_dir):
-            return  # the directory belongs to hv_kvp_daemon; never create it
+            return None  # the directory belongs to hv_kvp_daemon; never create it
         # Nor the file: created here while the init script's `rm -rf` of the
         # directory runs, it made that rm fail ("Directory not empty").
         try:
@@ -246,7 +276,8 @@ class Agent:
                                                  should_stop=lambda: self._stop):
                 log.debug("pool %d: updated %s", kvp.GUEST_POOL, ", ".join(sorted(changes)))
         except (kvp.KvpError, OSError) as exc:
-            log.error("cannot update pool %d: %s", kvp.GUEST_POOL, exc)
+            return printable(str(exc))
+        return None
 
     # ---- the loop ---------------------------------------------------------
 

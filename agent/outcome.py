@@ -48,6 +48,12 @@ class Action:
         """A done action, for a capability's last_action."""
         return f"{self.name()} {self.subject()}".strip()
 
+    def chain(self) -> Optional[str]:
+        """The chain of dependent steps the action belongs to (a drive's
+        unmount, mount and bind), or None: once one step of a chain fails,
+        the hub skips its later steps."""
+        return None
+
     def deadline(self, conf: "AgentConfig") -> float:
         """The longest it may legitimately take, in seconds, under the
         agent's config: its command's own timeout plus a margin. The
@@ -96,6 +102,16 @@ class PlanPart:
     notes: Mapping[str, Note] = field(default_factory=dict)
 
 
+class ActionFailed(Exception):
+    """An executor's failure with a typed cause (e.g. the server refused the
+    credentials): the outcome carries the cause, so that whatever reads it
+    (the retry memory, the drive's state) never re-reads the message."""
+
+    def __init__(self, message: str, cause: Optional[str] = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 @dataclass(frozen=True)
 class Outcome:
     action: Action
@@ -104,6 +120,8 @@ class Outcome:
     # Not tried because an earlier step for the same drive failed: the state
     # shows that first error, never this.
     skipped: bool = False
+    # Why it failed, as the executor established it (ActionFailed.cause).
+    cause: Optional[str] = None
 
 
 def capability(state: str, last_action: Optional[str] = None, last_error: Optional[str] = None) -> Dict[str, Any]:
@@ -152,3 +170,5 @@ def merge_parts(parts: Iterable[PlanPart]) -> Tuple[Tuple[Action, ...], Tuple[Pr
 
 
 Executor = Callable[[Any, Any], None]
+# A capability's hook after apply: (context, its plan part, all outcomes).
+AfterApply = Callable[[Any, PlanPart, List[Outcome]], None]

@@ -9,19 +9,33 @@ import logging
 import os
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
-from agent.outcome import Executor, first_line
+from agent.outcome import ActionFailed, Executor, Outcome, PlanPart, first_line
 from agent.shares.items import credentials_file
-from agent.shares.mountinfo import parse_mountinfo
-from agent.shares.plan import BindAlias, MountShare, RemoveDir, Retry, SaveShares, SharesState, Unmount
-from agent.system import create_exclusive, printable, read_bytes_safely, read_text, run_command
+from agent.shares.mountinfo import MountEntry, parse_mountinfo
+from agent.shares.plan import (
+    REFUSED,
+    BindAlias,
+    MountShare,
+    RemoveDir,
+    Retry,
+    SaveShares,
+    SharePlan,
+    SharesState,
+    Unmount,
+    drive_states_after,
+)
+from agent.system import create_exclusive, printable, read_bytes_safely, read_text, run_command, under, write_atomic
 
 if TYPE_CHECKING:
+    from agent.agentconfig import AgentConfig
     from agent.hub import Context
 
 log = logging.getLogger("moby-agent")
 
+# Read once, here, from mount.cifs's whole output (a warning line may come
+# first); from then on it is the outcome's typed cause (REFUSED).
 AUTH_ERROR = "mount error(13)"
 
 
@@ -38,10 +52,25 @@ def load_shares(path: str) -> Tuple[SharesState, Optional[str]]:
                                "starting from the pool")
 
 
-class MountFailed(Exception):
+def observe(conf: "AgentConfig", root: str, retries: Optional[Mapping[str, Retry]], live: bool,
+            network: Callable[[str], bool]
+            ) -> Tuple[Tuple[MountEntry, ...], SharesState, Optional[Tuple[str, str]], Optional[bool]]:
+    """The mount table, the saved share state ((state file, why) if it was
+    unreadable), and (only after a failure) whether there is a route to the
+    host."""
+    mounts = parse_mountinfo(read_text(under(root, "/proc/self/mountinfo")) or "")
+    shares, problem = load_shares(under(root, conf.shares.state_file))
+    # Mounts are tried at once; only after a failure does the route to
+    # the host tell "the network is not up yet" (wait for netlink
+    # events) from "the server refused or is down" (back off). This
+    # keeps pyroute2's import off the first mount's path.
+    network_ok = network(conf.host.address) if retries and live else None
+    return mounts, shares, (conf.shares.state_file, problem) if problem else None, network_ok
+
+
+class MountFailed(ActionFailed):
     def __init__(self, message: str, auth: bool) -> None:
-        super().__init__(message)
-        self.auth = auth
+        super().__init__(message, REFUSED if auth else None)
 
 
 def _set(state: SharesState, attr: str, key: str, value: Optional[str]) -> SharesState:
@@ -134,19 +163,36 @@ EXECUTORS: Dict[type, Executor] = {
 }
 
 
-def failed(ctx: "Context", drive: str, error: str, exc: Exception) -> None:
+def _failed(ctx: "Context", drive: str, outcome: Outcome) -> None:
     """A step for `drive` failed: back off before the next try, unless the
     server refused the credentials (then only a new item is tried)."""
-    if isinstance(exc, MountFailed) and exc.auth:
+    if outcome.cause == REFUSED:
         ctx.memory.retries.pop(drive, None)
         return
     retry = ctx.conf.retry
     old = ctx.memory.retries.get(drive)
     failures = (old.failures if old else 0) + 1
     delay = min(retry.max_seconds, retry.min_seconds * 2 ** (failures - 1))
-    ctx.memory.retries[drive] = Retry(failures, time.monotonic() + delay, first_line(error))
+    ctx.memory.retries[drive] = Retry(failures, time.monotonic() + delay, first_line(outcome.error))
 
 
-def succeeded(action: object, ctx: "Context") -> None:
-    if isinstance(action, MountShare):
-        ctx.memory.retries.pop(action.drive, None)
+def after_apply(ctx: "Context", part: PlanPart, outcomes: List[Outcome]) -> None:
+    """After the pass's actions: the retry memory from each drive's first
+    real failure (or a mount that went through), each drive's state, and
+    the share state saved if it changed."""
+    for o in outcomes:
+        drive = o.action.chain() if o.action.capability() == "shares" else None
+        if drive is None or o.skipped:
+            continue
+        if not o.ok:
+            _failed(ctx, drive, o)
+        elif isinstance(o.action, MountShare):
+            ctx.memory.retries.pop(drive, None)
+    planned = part.drive_states if isinstance(part, SharePlan) else {}
+    ctx.memory.drives = drive_states_after(planned, outcomes, set(ctx.memory.retries))
+    ctx.memory.waiting_for_network = part.waiting_for_network if isinstance(part, SharePlan) else False
+    if ctx.changed:
+        try:
+            write_atomic(ctx.path(ctx.conf.shares.state_file), ctx.shares.to_json(), mode=0o600)
+        except OSError as exc:
+            log.error("cannot save share state %s: %s", ctx.conf.shares.state_file, exc.strerror)

@@ -60,6 +60,12 @@ def parse_mountinfo(text: str) -> Tuple[MountEntry, ...]:
     return tuple(entries)
 
 
+def is_mounted(entries: Tuple[MountEntry, ...], target: str) -> bool:
+    """Whether anything is mounted at `target` (e.g. /Database): the one
+    answer the agent and doctor share."""
+    return any(e.target == target for e in entries)
+
+
 def top_mount(entries: Tuple[MountEntry, ...], target: str) -> Optional[MountEntry]:
     """The mount visible at `target` (the last one mounted there)."""
     found = None

@@ -61,7 +61,18 @@ class SharesState:
 
 
 @dataclass(frozen=True)
-class MountShare(Action):
+class DriveStep(Action):
+    """A step for one drive: after one fails, that drive's later steps are
+    skipped (a bind after a failed mount would bind the bare directory)."""
+
+    drive: str
+
+    def chain(self) -> Optional[str]:
+        return self.drive
+
+
+@dataclass(frozen=True)
+class MountShare(DriveStep):
     CAPABILITY = "shares"
     SYSTEM = True
 
@@ -88,7 +99,7 @@ class MountShare(Action):
 
 
 @dataclass(frozen=True)
-class BindAlias(Action):
+class BindAlias(DriveStep):
     CAPABILITY = "shares"
     SYSTEM = True
 
@@ -104,7 +115,7 @@ class BindAlias(Action):
 
 
 @dataclass(frozen=True)
-class Unmount(Action):
+class Unmount(DriveStep):
     CAPABILITY = "shares"
     SYSTEM = True
 
@@ -119,7 +130,7 @@ class Unmount(Action):
 
 
 @dataclass(frozen=True)
-class RemoveDir(Action):
+class RemoveDir(DriveStep):
     CAPABILITY = "shares"
 
     drive: str
@@ -191,10 +202,15 @@ def plan_shares(
     network_ok: Optional[bool],
     now: float,
     retries: Mapping[str, Retry],
+    state_problem: Optional[Tuple[str, str]] = None,
 ) -> SharePlan:
-    """Pure. network_ok None means unknown (not needed: nothing to mount)."""
+    """Pure. network_ok None means unknown (not needed: nothing to mount).
+    state_problem: (state file, why) when the saved state was unreadable
+    (the plan starts from the pool: a warning)."""
     actions: List[Action] = []
     problems: List[Problem] = []
+    if state_problem is not None:
+        problems.append(Problem("shares", state_problem[0], state_problem[1], "warning"))
     drives: Dict[str, ShareSpec] = {d.mountpoint: d for d in state.drives}
     # An item the host deleted is forgotten, so that the same value written
     # again later is acted on again (a value rewritten unchanged cannot be
@@ -285,6 +301,9 @@ def plan_shares(
     return SharePlan(tuple(actions), tuple(problems), {"shares": note}, states, waiting_for_network)
 
 
+# An outcome's cause (Outcome.cause) when the server refused the credentials.
+REFUSED = "credentials refused"
+
 # A drive whose credentials the server refused: the same words right after the
 # failed mount and at every later pass (pool 1 is rewritten only on change).
 AUTH_STATE = ("failed: mount error(13): the server refused the credentials; share the drive again with the "
@@ -300,13 +319,16 @@ def drive_states_after(
     "failed: ..." when it is not retried; else what the plan said, with a
     "mounting" that went through as "mounted"."""
     first_error: Dict[str, str] = {}
+    refused = set()
     for o in outcomes:
         drive = getattr(o.action, "drive", None)
         if isinstance(drive, str) and not o.ok and not o.skipped and drive not in first_error:
             first_error[drive] = first_line(o.error) or "failed"
+            if o.cause == REFUSED:
+                refused.add(drive)
     states = {}
     for drive, state in planned.items():
-        if drive in first_error and first_error[drive].startswith("mount error(13)"):
+        if drive in refused:
             states[drive] = AUTH_STATE
         elif drive in first_error:
             states[drive] = ("waiting: " if drive in retried else "failed: ") + first_error[drive]

@@ -11,7 +11,7 @@ from agent.kvp.hostitems import NoteHostItems
 from agent.outcome import CAPABILITIES, Note, Outcome, Problem, capability_state
 from agent.settings.plan import ApplyDocker, WriteFile
 from agent.shares.items import parse_mount
-from agent.shares.plan import BindAlias, MountShare, drive_states_after
+from agent.shares.plan import REFUSED, BindAlias, MountShare, drive_states_after
 
 C = "/c;/C;username=me,password=s3cret,noperm"
 D = "/d;/D;username=me,password=s3cret,noperm"
@@ -32,17 +32,21 @@ def test_a_failed_mount_is_a_shares_error_and_the_pool_stays_ok():
     plan = hub.plan(obs([("cifsmount", C)]))
     mount = next(a for a in plan.actions if isinstance(a, MountShare))
     bind = next(a for a in plan.actions if isinstance(a, BindAlias))
-    outcomes = [Outcome(mount, False, MOUNT_ERROR),
+    outcomes = [Outcome(mount, False, MOUNT_ERROR, cause=REFUSED),
                 Outcome(bind, False, "skipped: an earlier step for this drive failed", skipped=True)]
     got = states(plan, outcomes)
     assert got["shares"] == "error" and got["pool"] == "ok"
+    planned = plan.parts["shares"].drive_states
     # The drive shows the mount's own error (first line), never the skip.
-    assert drive_states_after(plan.drive_states, outcomes, set())["/c"].startswith(
+    assert drive_states_after(planned, outcomes, set())["/c"].startswith(
         "failed: mount error(13): the server refused the credentials")
+    # The state follows the typed cause, not the text.
+    assert drive_states_after(planned, [Outcome(mount, False, MOUNT_ERROR)], set())["/c"] == (
+        "failed: mount error(13): Permission denied")
     down = [Outcome(mount, False, "mount error(112): Host is down\nRefer to the manual"),
             Outcome(bind, False, "skipped", skipped=True)]
-    assert drive_states_after(plan.drive_states, down, {"/c"}) == {"/c": "waiting: mount error(112): Host is down"}
-    assert drive_states_after(plan.drive_states, down, set()) == {"/c": "failed: mount error(112): Host is down"}
+    assert drive_states_after(planned, down, {"/c"}) == {"/c": "waiting: mount error(112): Host is down"}
+    assert drive_states_after(planned, down, set()) == {"/c": "failed: mount error(112): Host is down"}
 
 
 def test_a_broken_daemon_json_is_a_docker_config_error_only():
@@ -81,7 +85,7 @@ def test_a_rejected_cifsumount_is_a_shares_problem_and_other_drives_are_untouche
     plan = hub.plan(o)
     assert [(p.capability, p.subject) for p in plan.problems] == [("shares", "cifsumount")]
     assert not [a for a in plan.actions if a.name() in ("mount", "unmount", "bind", "remove-dir")]
-    assert plan.drive_states == {"/c": "mounted"}
+    assert plan.parts["shares"].drive_states == {"/c": "mounted"}
     got = states(plan, [Outcome(a, True) for a in plan.actions])
     assert got["shares"] == "error" and got["pool"] == "ok"
 
@@ -165,3 +169,76 @@ def test_doctor_and_status_agree_on_whether_the_agent_runs(tmp_path):
         verdict = Doctor(conf, str(tmp_path)).agent()[0]
         assert not running  # none of them is an agent running against this root
         assert verdict.level != OK and "not running" in verdict.text, (pid, verdict)
+
+
+def test_doctor_and_the_agent_read_a_fifo_command_line_alike(tmp_path):
+    """A FIFO where the command line should be: both say it is not a plain
+    file (a database problem), neither hangs nor calls it a failed check."""
+    import os
+
+    from agent.doctor import FAIL
+
+    (tmp_path / "proc").mkdir()
+    os.mkfifo(tmp_path / "proc" / "cmdline")
+    conf = AgentConfig()
+    inputs = hub.observe(conf, str(tmp_path), None).host_inputs
+    (problem,) = [p for p in inputs.problems if p.capability == "database"]
+    checks = {c.text: c for c in Doctor(conf, str(tmp_path)).run()}
+    verdict = Doctor(conf, str(tmp_path)).database()[0]
+    assert verdict.level == FAIL and verdict.text == problem.text
+    assert not [t for t in checks if "the check itself failed" in t]
+
+
+class _Route:
+    def __init__(self, attrs):
+        self.attrs = attrs
+
+    def get_attr(self, name):
+        return self.attrs.get(name)
+
+
+def _fake_iproute(routes):
+    class FakeIPRoute:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def route(self, cmd, dst):
+            if isinstance(routes, Exception):
+                raise routes
+            return routes
+
+    return FakeIPRoute
+
+
+@pytest.mark.parametrize("routes,has_route", [
+    ([], False),                                                            # no route
+    ([_Route({"RTA_GATEWAY": "192.168.1.1"})], False),                      # no source address
+    ([_Route({"RTA_PREFSRC": "10.0.75.2", "RTA_GATEWAY": "192.168.1.1"})], True),  # through a gateway
+    ([_Route({"RTA_PREFSRC": "10.0.75.2"})], True),                         # on-link
+    (OSError(101, "Network is unreachable"), False),
+])
+def test_doctor_and_the_agent_read_the_route_alike(monkeypatch, routes, has_route):
+    """The same netlink answer gives the agent's network verdict and
+    doctor's host check (one route lookup, network.apply.route_via)."""
+    import pyroute2
+
+    from agent import doctor
+    from agent.doctor import FAIL
+    from agent.shares.plan import Retry
+
+    monkeypatch.setattr(pyroute2, "IPRoute", _fake_iproute(routes))
+
+    def no_smb(*args, **kw):
+        raise OSError(111, "Connection refused")
+
+    monkeypatch.setattr(doctor.socket, "create_connection", no_smb)
+    conf = AgentConfig()
+    network_ok = hub.observe(conf, "/", None, retries={"/c": Retry(1, 0.0, "x")}).network_ok
+    host = Doctor(conf, "/").host()[0]
+    assert network_ok is has_route
+    assert (host.level == FAIL and host.text.startswith("no route")) is (not has_route), host
+    if has_route:
+        assert ("gateway" in host.text) is ("RTA_GATEWAY" in routes[0].attrs), host

@@ -77,7 +77,40 @@ def test_apkbuild_matches_the_project():
     assert "rc-update add moby-agent default" in post_install.read_text()
     assert subpackage("pyc", "install_if") == "moby-agent=0.1.0-r0 pyc".replace("0.1.0", __version__)
     body = (REPO / "packaging" / "alpine" / "APKBUILD").read_text()
-    assert 'make -C "$builddir" install DESTDIR="$pkgdir"' in body
+    # The Alpine way: a wheel built by gpep517, installed by installer; the
+    # bytecode and /etc from the same Makefile targets `make install` runs.
+    assert "gpep517 build-wheel --wheel-dir .dist --output-fd 3 3>&1 >&2" in body
+    assert 'python3 -m installer -d "$pkgdir" --no-compile-bytecode .dist/*.whl' in body
+    assert 'make -C "$builddir" install-pyc install-etc DESTDIR="$pkgdir"' in body
+    makedepends = apkbuild("makedepends").split()
+    backend = pyproject()["build-system"]["build-backend"]
+    assert backend == "setuptools.build_meta" and {"py3-setuptools", "py3-wheel"} <= set(makedepends)
+    assert {"py3-gpep517", "py3-installer", "make"} <= set(makedepends)
+
+
+def pyproject():
+    try:
+        import tomllib
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def test_the_wheel_lays_out_what_make_install_does():
+    """The wheel puts no `agent` in site-packages: every source as data into
+    /usr/lib/moby-agent (the path `make install` uses) and the two commands
+    as scripts into /usr/bin; no console script (it would not find the
+    private directory)."""
+    conf = pyproject()
+    tool = conf["tool"]["setuptools"]
+    assert tool["packages"] == [] and "scripts" not in conf["project"]
+    assert sorted(tool["script-files"]) == ["packaging/moby-agent", "packaging/mobyconfig"]
+    data = tool["data-files"]
+    dirs = sorted({str(p.parent.relative_to(REPO)) for p in (REPO / "agent").rglob("*.py")
+                   if "__pycache__" not in p.parts})
+    assert data == {f"lib/moby-agent/{d}": [f"{d}/*.py"] for d in dirs}, "a new agent folder needs its data-files line"
+    listed = (REPO / "packaging" / "files.txt").read_text().split()
+    assert "/usr/bin/moby-agent" in listed and "/usr/bin/mobyconfig" in listed
 
 
 def test_files_shared_with_hvtools_openrc_are_replaced_in_the_openrc_subpackage():
