@@ -33,12 +33,33 @@ FLAGS = frozenset({"noperm", "nobrl", "mfsymlinks", "nounix", "noserverino", "se
 VERSIONS = frozenset({"2.0", "2.1", "3", "3.0", "3.02", "3.0.2", "3.1.1", "3.11", "default"})
 CACHE = frozenset({"strict", "loose", "none"})
 STRONG_SEC = frozenset({"ntlmssp", "ntlmsspi", "ntlmv2", "ntlmv2i", "krb5", "krb5i"})
-MAX_USERNAME, MAX_PASSWORD, MAX_DOMAIN, MAX_OPTIONS = 256, 512, 64, 32
+# Lengths in bytes of UTF-8, as mount.cifs and the kernel count them
+# (cifs-utils mount.cifs.c: MAX_USERNAME_SIZE 256, MAX_DOMAIN_SIZE 256,
+# MOUNT_PASSWD_SIZE 512, each buffer one byte more for the NUL; the kernel's
+# CIFS_MAX_USERNAME_LEN 256, CIFS_MAX_DOMAINNAME_LEN 256):
+# - user name: up to 256 bytes. mount.cifs strlcpy()s the credentials file's
+#   username= into its 257-byte buffer, silently cutting a longer one, and
+#   the kernel refuses more than 256: so 256 fits, 257 would be cut.
+# - domain: up to 255 bytes. mount.cifs takes 256 (it refuses strnlen >= 257)
+#   but the kernel refuses a domain whose strnlen(.., 256) reaches 256.
+# - password: up to 512 bytes *after mount.cifs doubles each ','*
+#   (set_password() writes ",," for ",", also when it reads the credentials
+#   file, then the NUL into a 513-byte buffer): a comma counts twice.
+MAX_USERNAME, MAX_PASSWORD, MAX_DOMAIN, MAX_OPTIONS = 256, 512, 255, 32
 # Characters Windows never allows in a user name ("=" and ";" also catch
-# "username=me password=x" read as one option).
+# "username=me password=x" read as one option). "\\" is not among them: it
+# separates DOMAIN\user, split off before this check.
 _USERNAME_FORBIDDEN = ',;="[]:|+*?<>'
 _IOCHARSET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,19}$")
-_DOMAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+# A NetBIOS (CORP, ÉQUIPE) or DNS (corp.example.com) domain: letters and
+# digits of any script, '.', '_' and '-', starting with a letter or digit.
+_DOMAIN = re.compile(r"^[^\W_][\w.-]*$")
+# Flags of the allow-list that undo each other: both given is refused (the
+# kernel would silently keep the last).
+CONTRADICTIONS = (("ro", "rw"), ("hard", "soft"), ("serverino", "noserverino"))
+# Other spellings mount.cifs accepts for the credential options: one of each
+# is allowed, whatever the spelling ("user=a,username=b" is given twice).
+_ALIASES = {"user": "username", "pass": "password", "dom": "domain", "workgroup": "domain"}
 _VALUED = frozenset({"vers", "iocharset", "domain", "uid", "gid", "file_mode", "dir_mode", "cache", "actimeo",
                      "sec", "username", "password"})
 # Option names, as the parser reads them (stripped, any case), that carry
@@ -367,21 +388,78 @@ def _check_path(what: str, path: str, pattern: Pattern[str], extra: Tuple[str, .
 
 
 def _check_int(name: str, value: str, low: int, high: int, base: int = 10) -> str:
-    try:
-        number = int(value, base)
-    except ValueError:
-        raise ShareError(f"option {name!r} is not a number") from None
-    if not low <= number <= high or not value.isascii() or not value.strip().isdigit():
-        shown = oct(high)[2:] if base == 8 else high
+    """A number option in the one form it is passed in: decimal digits only
+    (uid, gid, actimeo), passed without leading zeros; octal digits only
+    (file_mode, dir_mode), passed as 0NNN. "1_000", "+5", " 7", non-ASCII
+    digits, "0x10" and "0o777" are refused, not read as Python's int() would."""
+    digits = "01234567" if base == 8 else "0123456789"
+    if not value or any(c not in digits for c in value):
+        form = "octal digits only (0-7), e.g. 0755" if base == 8 else "decimal digits only (0-9), e.g. 1000"
+        raise ShareError(f"option {name!r} is not a number: write {form}")
+    significant = value.lstrip("0") or "0"
+    shown = oct(high)[2:] if base == 8 else high
+    # More than 12 significant digits is out of range whatever they are (and
+    # int() of thousands of digits is slow or refused).
+    if len(significant) > 12 or not low <= int(significant, base) <= high:
         raise ShareError(f"option {name!r} must be between {low} and {shown}")
-    return f"{name}={value}"
+    number = int(significant, base)
+    return f"{name}=0{number:03o}" if base == 8 else f"{name}={number}"
+
+
+def _check_domain(what: str, value: str) -> str:
+    if not value or not value.isprintable() or not _DOMAIN.fullmatch(value):
+        raise ShareError(f"{what} has forbidden characters or is empty (allowed: letters, digits, '.', '_', '-')")
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_DOMAIN:
+        raise ShareError(f"{what} is longer than {MAX_DOMAIN} bytes")
+    return value
+
+
+def _account(what: str, value: str) -> Tuple[str, Optional[str]]:
+    """A user name as the host writes it -> (user, domain or None), as
+    mount.cifs wants them: DOMAIN\\user is split (username=user, domain=DOMAIN);
+    user@domain (a UPN, Azure AD too) stays the user name as it is, with no
+    domain (Windows and Samba accept a UPN with an empty domain). `what` is
+    how a problem names it ("username" or "option 'username'")."""
+    domain: Optional[str] = None
+    user = value
+    if "\\" in value:
+        domain, _, user = value.partition("\\")
+        if "\\" in user:
+            raise ShareError(f"{what} has more than one '\\' (write DOMAIN\\user)")
+        _check_domain(f"the domain in {what} (DOMAIN\\user)", domain)
+    if not user or not user.isprintable() or any(c in user for c in _USERNAME_FORBIDDEN):
+        raise ShareError(f"{what} is empty, too long or has forbidden characters")
+    if len(user.encode("utf-8", "surrogatepass")) > MAX_USERNAME:
+        raise ShareError(f"{what} is longer than {MAX_USERNAME} bytes")
+    if "%" in user or "/" in user:
+        raise ShareError(f"{what} must not carry a password or domain (%, /); write a domain as DOMAIN\\user "
+                         "or domain=")
+    return user, domain
+
+
+def _password_problem(value: str) -> Optional[str]:
+    """Why mount.cifs could not take this password, or None (see MAX_PASSWORD)."""
+    if "\n" in value or "\r" in value or "\0" in value:
+        return "password contains a line break or NUL"
+    if len(value.encode("utf-8", "surrogatepass")) + value.count(",") > MAX_PASSWORD:
+        return f"password is longer than {MAX_PASSWORD} bytes (each ',' counts twice: mount.cifs doubles it)"
+    return None
+
+
+def _lower_ascii(value: str) -> str:
+    """ASCII text in lower case; anything else unchanged, so that it fails
+    the allow-list ("\u212arb5".lower() is "krb5")."""
+    return value.lower() if value.isascii() else value
 
 
 def _options(text: str, limits: Limits, creds: Dict[str, str]) -> Tuple[str, ...]:
     """Validate options; credentials (username, password, domain) are moved to
-    `creds`, everything else is returned in order. A problem names the
-    option, never its value, and never a word that may be part of a
-    password (_named)."""
+    `creds`, everything else is returned in order, each in the one form it
+    is passed in (what is checked is what is passed): names in lower case,
+    numbers canonical, sec/cache/vers/iocharset values in lower case (the
+    kernel matches them case-sensitively). A problem names the option,
+    never its value, and never a word that may be part of a password
+    (_named)."""
     out: List[str] = []
     seen = set()
     parts = [p for p in _tokens(text) if p != ""] if text else []
@@ -389,15 +467,15 @@ def _options(text: str, limits: Limits, creds: Dict[str, str]) -> Tuple[str, ...
         raise ShareError(f"more than {MAX_OPTIONS} options")
     for part in parts:
         name, eq, value = part.partition("=")
-        name = name.strip().lower()
-        if name in seen:
+        name = _lower_ascii(name.strip())
+        canonical = _ALIASES.get(name, name)
+        if canonical in seen:
             raise ShareError(f"{_named(name)} is given twice")
-        seen.add(name)
+        seen.add(canonical)
         if name in ("password", "pass"):
-            if "\n" in value or "\r" in value or "\0" in value:
-                raise ShareError("password contains a line break or NUL")
-            if len(value.encode("utf-8", "surrogatepass")) > MAX_PASSWORD:
-                raise ShareError(f"password is longer than {MAX_PASSWORD} bytes")
+            problem = _password_problem(value)
+            if problem:
+                raise ShareError(problem)
             creds["password"] = value
             continue
         if any(c in value for c in "\0\n\r"):
@@ -405,46 +483,68 @@ def _options(text: str, limits: Limits, creds: Dict[str, str]) -> Tuple[str, ...
         if _MARKER.search(part):  # "username=me password=x": a password inside another option
             raise ShareError(f"{_named(name)} has a password inside it; separate options with ','")
         if name in ("username", "user"):
-            if (not value or len(value) > MAX_USERNAME or not value.isprintable()
-                    or any(c in value for c in _USERNAME_FORBIDDEN)):
-                raise ShareError("option 'username' is empty, too long or has forbidden characters")
-            if "%" in value or "/" in value or "\\" in value:
-                raise ShareError("option 'username' must not carry a password or domain (%, /, \\)")
-            creds["username"] = value
+            creds["username"], split_domain = _account("option 'username'", value)
+            if split_domain is not None:
+                creds["split_domain"] = split_domain
         elif name in ("domain", "dom", "workgroup"):
-            if not _DOMAIN.fullmatch(value) or len(value) > MAX_DOMAIN:
-                raise ShareError("option 'domain' has forbidden characters or is too long")
-            creds["domain"] = value
+            creds["domain"] = _check_domain("option 'domain'", value)
         elif name in FLAGS:
             if eq:
                 raise ShareError(f"option {name!r} takes no value")
             out.append(name)
         elif name == "vers":
-            if value not in VERSIONS:
+            if _lower_ascii(value) not in VERSIONS:
                 raise ShareError(f"option 'vers': this version is not allowed (allowed: {', '.join(sorted(VERSIONS))})")
-            out.append(f"vers={value}")
+            out.append(f"vers={value.lower()}")
         elif name == "iocharset":
-            if not _IOCHARSET.fullmatch(value):
+            if not _IOCHARSET.fullmatch(_lower_ascii(value)):
                 raise ShareError("option 'iocharset' has forbidden characters")
-            out.append(f"iocharset={value}")
+            out.append(f"iocharset={value.lower()}")
         elif name in ("uid", "gid"):
             out.append(_check_int(name, value, 0, limits.max_id))
         elif name in ("file_mode", "dir_mode"):
             out.append(_check_int(name, value, 0, 0o777, 8))
         elif name == "cache":
-            if value not in CACHE:
+            if _lower_ascii(value) not in CACHE:
                 raise ShareError("option 'cache': this value is not allowed (allowed: strict, loose, none)")
-            out.append(f"cache={value}")
+            out.append(f"cache={value.lower()}")
         elif name == "actimeo":
             out.append(_check_int(name, value, 0, 3600))
         elif name == "sec":
-            if value not in STRONG_SEC:
+            if _lower_ascii(value) not in STRONG_SEC:
                 raise ShareError(f"option 'sec': this value is not allowed (allowed: {', '.join(sorted(STRONG_SEC))})")
-            out.append(f"sec={value}")
+            out.append(f"sec={value.lower()}")
         else:
             allowed = ", ".join(sorted(FLAGS | _VALUED))
             raise ShareError(f"{_named(name)} is not allowed (allowed: {allowed})")
+    for a, b in CONTRADICTIONS:
+        if a in seen and b in seen:
+            raise ShareError(f"options {a!r} and {b!r} contradict each other; give one of them")
     return tuple(out)
+
+
+def _merge_domain(creds: Dict[str, str]) -> Optional[str]:
+    """The one domain of an item: from DOMAIN\\user or from domain=; both
+    given must name the same domain (ignoring case; DOMAIN\\user's spelling
+    is kept), else the item contradicts itself."""
+    split, option = creds.get("split_domain"), creds.get("domain")
+    if split is not None and option is not None and split.casefold() != option.casefold():
+        raise ShareError("the domain in username (DOMAIN\\user) and option 'domain' differ; give one of them")
+    return split if split is not None else option
+
+
+def _v1_semicolon_problem(fields: List[str]) -> Optional[str]:
+    """The real cause of a v1 item with more than two ';', when there is one
+    to name: a ';' after password= in the options (mount.cifs's options
+    cannot carry it and v1's fields are split at ';'). Names no part of the
+    password."""
+    if len(fields) <= 3:
+        return None
+    options = ";".join(fields[2:])
+    if _MARKER.search(options[: options.index(";")]):
+        return ("a ';' in a v1 password cannot be sent in the v1 format: use the v2 format "
+                "(mount point, alias, username, password and options on separate lines)")
+    return None
 
 
 def parse_mount(value: str, limits: Limits = Limits()) -> ShareSpec:
@@ -454,37 +554,41 @@ def parse_mount(value: str, limits: Limits = Limits()) -> ShareSpec:
         raise ShareError("the item contains a NUL character")
     creds: Dict[str, str] = {}
     if "\n" in value:
+        # Refused, not guessed at: a "\r" could as well end a password.
+        if "\r\n" in value:
+            raise ShareError("the item has Windows line ends (CRLF); its lines must end with LF (\\n) only")
         fields = value.split("\n")
         if len(fields) != 5:
             raise ShareError(
                 f"a v2 item has 5 lines (mount point, alias, username, password, options), not {len(fields)}"
             )
         mountpoint, alias, username, password, options = fields
-        if (not username or len(username) > MAX_USERNAME or not username.isprintable()
-                or any(c in username for c in _USERNAME_FORBIDDEN)):
-            raise ShareError("username is empty, too long or has forbidden characters")
-        if "%" in username or "\\" in username or "/" in username:
-            raise ShareError("username must not carry a password or domain (%, /, \\)")
-        if len(password.encode("utf-8", "surrogatepass")) > MAX_PASSWORD or "\r" in password:
-            raise ShareError(f"password is longer than {MAX_PASSWORD} bytes or has a line break")
+        user, split_domain = _account("username", username)
+        problem = _password_problem(password)
+        if problem:
+            raise ShareError(problem)
         opts = _options(options, limits, creds)
         if "username" in creds or "password" in creds:
             raise ShareError("a v2 item carries username and password in their own lines, not in options")
-        creds["username"], creds["password"] = username, password
+        creds["username"], creds["password"] = user, password
+        if split_domain is not None:
+            creds["split_domain"] = split_domain
     else:
         fields = value.split(";")
         if len(fields) != 3:
             raise ShareError(
                 f"a v1 item has 3 fields separated by ';' (mount point;alias;options), not {len(fields)}"
+                + (f": {_v1_semicolon_problem(fields)}" if _v1_semicolon_problem(fields) else "")
             )
         mountpoint, alias, options = fields
         opts = _options(options, limits, creds)
         if "username" not in creds:
             raise ShareError("options carry no username")
         creds.setdefault("password", "")
+    domain = _merge_domain(creds)
     mountpoint = _check_path("mount point", mountpoint, pattern, limits.forbidden)
     alias = _check_path("alias", alias, pattern, limits.forbidden) if alias else mountpoint
-    return ShareSpec(mountpoint, alias, creds["username"], creds["password"], creds.get("domain"), opts)
+    return ShareSpec(mountpoint, alias, creds["username"], creds["password"], domain, opts)
 
 
 def parse_umount(value: str, limits: Limits = Limits()) -> Tuple[str, str]:
