@@ -51,6 +51,19 @@ def _read(path: str, what: str, capability: str, problems: List[Problem]) -> Opt
         return None
 
 
+def _read_bytes(path: str, what: str, problems: List[Problem]) -> Optional[bytes]:
+    """A file the agent owns, as bytes; None if absent. Not a plain file: a
+    problem, and None (it is written anew: a link is replaced, not followed)."""
+    try:
+        return system.read_bytes_safely(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        problems.append(Problem("docker_config", what, f"{printable(what)}: {printable(exc.strerror or exc)}; "
+                                "written anew"))
+        return None
+
+
 # conf.d evaluated by a shell, by (path, inode, size, mtime): one fork per change, not per pass.
 _CONFD_CACHE: Dict[str, Tuple[Tuple[int, int, int], str]] = {}
 
@@ -135,6 +148,7 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
                                  _read(under(root, conf.docker.confd), conf.docker.confd, "docker_config", problems),
                                  live),
         daemon_json=_read(under(root, conf.docker.daemon_json), conf.docker.daemon_json, "docker_config", problems),
+        proxy_env=_read_bytes(under(root, conf.docker.proxy_env), conf.docker.proxy_env, problems),
         problems=tuple(problems),
         dockerd_running=dockerd_pid(conf, root) is not None,
         dockerd_version=version or (20, 10),

@@ -450,8 +450,17 @@ def docker_opts_from_file(path: str, timeout: float = 5.0, text: Optional[str] =
     return docker_opts_from_confd(text) if evaluated is None else evaluated
 
 
-def render(layers: Layers, docker_opts: str = "", version: Tuple[int, int] = (20, 10)) -> Dict[str, Any]:
-    """The daemon.json document, or ConfigProblem naming the bad part."""
+def proxy_values(layers: Layers) -> Dict[str, Optional[str]]:
+    return {"proxy/http": layers.proxy_http, "proxy/https": layers.proxy_https, "proxy/exclude": layers.proxy_exclude}
+
+
+def render(layers: Layers, docker_opts: str = "", version: Tuple[int, int] = (20, 10),
+           host_address: str = "10.0.75.1") -> Dict[str, Any]:
+    """The daemon.json document, or ConfigProblem naming the bad part. The
+    proxy/* keys become "proxies" from dockerd 23 (a bad one is left out:
+    proxy.settings names it); before 23 they are no part of daemon.json
+    (the environment file carries them)."""
+    from agent.settings import proxy
     doc: Dict[str, Any] = dict(DEFAULTS)
     for name, text in layers.dropins:
         doc = merge(doc, _parse(text, f"drop-in {name}", version))
@@ -459,21 +468,8 @@ def render(layers: Layers, docker_opts: str = "", version: Tuple[int, int] = (20
         doc = merge(doc, _parse(layers.database, "database key etc/docker/daemon.json", version))
     if layers.insecure_registry and layers.insecure_registry.strip():
         doc = merge(doc, {"insecure-registries": [layers.insecure_registry.strip()]})
-    proxies = {
-        k: v.strip()
-        for k, v in (
-            ("http-proxy", layers.proxy_http),
-            ("https-proxy", layers.proxy_https),
-            ("no-proxy", layers.proxy_exclude),
-        )
-        if v and v.strip()
-    }
-    if proxies:
-        if version < PROXIES_SINCE:
-            raise ConfigProblem(
-                f"database keys proxy/*: dockerd {version[0]}.{version[1]} takes proxies only from its environment "
-                '(HTTP_PROXY, HTTPS_PROXY, NO_PROXY in /etc/conf.d/docker); daemon.json "proxies" needs Docker 23'
-            )
+    proxies, _bad = proxy.settings(proxy_values(layers), host_address)
+    if proxies and version >= PROXIES_SINCE:
         doc = merge(doc, {"proxies": proxies})
     clashes = sorted(flag_keys(docker_opts) & set(doc))
     if clashes:

@@ -7,12 +7,12 @@ copying etc/resolv.conf, etc/hosts, etc/sysctl.conf and etc/docker/** into
 static address is the network capability's (agent/network/plan.py).
 """
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, Union
 
 from agent.network.plan import NetState
 from agent.outcome import Action, Note, PlanPart, Problem
-from agent.settings import daemonjson
+from agent.settings import daemonjson, proxy
 from agent.settings.database import copy_mode
 
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ class HostInputs:
     dropins: Tuple[Tuple[str, str], ...] = ()
     docker_opts: str = ""
     daemon_json: Optional[str] = None
+    proxy_env: Optional[bytes] = None  # the agent's proxy environment file as it is (None: absent)
     dockerd_running: bool = False
     dockerd_version: Tuple[int, int] = (20, 10)
     files: Mapping[str, Optional[bytes]] = field(default_factory=dict)  # guest path -> current bytes
@@ -137,7 +138,8 @@ def daemon_json_layers(inputs: HostInputs) -> daemonjson.Layers:
     )
 
 
-def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, daemon_json: str) -> PlanPart:
+def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, daemon_json: str,
+              host_address: str = "10.0.75.1", proxy_env: str = "/etc/docker/moby-agent-proxy.env") -> PlanPart:
     actions: List[Action] = []
     problems: List[Problem] = list(inputs.problems)
     notes: Dict[str, Note] = {}
@@ -160,29 +162,50 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
         if isinstance(db.get(key), bytes):
             problems.append(Problem("docker_config", key, f"database key {key} is not UTF-8 text; ignored"))
 
-    # daemon.json
+    # proxies: each key checked on its own; before dockerd 23 in the environment file
     layers = daemon_json_layers(inputs)
+    proxies, bad_proxies = proxy.settings(daemonjson.proxy_values(layers), host_address)
+    problems.extend(Problem("docker_config", key, text) for key, text in bad_proxies)
+    env_wanted: Optional[bytes] = None
+    if inputs.dockerd_version < daemonjson.PROXIES_SINCE and proxies:
+        env_wanted = proxy.env_file(proxies)
+    elif inputs.proxy_env is not None:
+        env_wanted = proxy.env_file({})  # the host removed them, or dockerd takes them in daemon.json now
+    changed: FrozenSet[str] = frozenset()
+    doc: Dict[str, Any] = {}
+    writes: List[Action] = []
+    if env_wanted is not None and env_wanted != inputs.proxy_env:
+        writes.append(WriteFile(proxy_env, env_wanted, "database keys proxy/*", "docker_config", 0o600))
+        changed = frozenset({"proxies"})  # read at start only: a restart
+
+    # daemon.json (before dockerd 23 the proxies alone are no daemon.json layer)
+    if inputs.dockerd_version < daemonjson.PROXIES_SINCE:
+        layers = replace(layers, proxy_http=None, proxy_https=None, proxy_exclude=None)
     if layers == daemonjson.Layers():
         notes["docker_config"] = Note(f"nothing to render; {daemon_json} left as it is", active=False)
     else:
         try:
-            doc = daemonjson.render(layers, inputs.docker_opts, inputs.dockerd_version)
+            doc = daemonjson.render(layers, inputs.docker_opts, inputs.dockerd_version, host_address)
         except daemonjson.ConfigProblem as exc:
             problems.append(Problem("docker_config", daemon_json, f"daemon.json not changed: {exc}"))
             notes["docker_config"] = Note("previous daemon.json kept")
         else:
             content = daemonjson.encode(doc)
             if content != inputs.daemon_json:
-                actions.append(WriteFile(daemon_json, content.encode(), "daemon.json layers", "docker_config"))
-                changed = daemonjson.changed_keys(inputs.daemon_json, doc)
-                how = daemonjson.how_to_apply(changed, inputs.dockerd_running)
-                if how != "none":
-                    actions.append(ApplyDocker(how, tuple(sorted(changed)), daemonjson.expected_info(doc)))
-                    notes["docker_config"] = Note(f"writing daemon.json, then {how}")
-                else:
-                    notes["docker_config"] = Note("writing daemon.json; dockerd not running: applies at its next start")
+                mode = 0o600 if proxy.has_secret(doc.get("proxies") or {}) else 0o644  # a proxy password in it
+                writes.insert(0, WriteFile(daemon_json, content.encode(), "daemon.json layers", "docker_config", mode))
+                changed |= daemonjson.changed_keys(inputs.daemon_json, doc)
             else:
                 notes["docker_config"] = Note("daemon.json up to date")
+    if writes:
+        actions.extend(writes)
+        what = " and ".join(a.path for a in writes if isinstance(a, WriteFile))
+        how = daemonjson.how_to_apply(changed, inputs.dockerd_running)
+        if how != "none":
+            actions.append(ApplyDocker(how, tuple(sorted(changed)), daemonjson.expected_info(doc)))
+            notes["docker_config"] = Note(f"writing {what}, then {how}")
+        else:
+            notes["docker_config"] = Note(f"writing {what}; dockerd not running: applies at its next start")
 
     # files
     wanted_files: Dict[str, Tuple[bytes, str]] = {}

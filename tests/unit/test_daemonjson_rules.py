@@ -64,10 +64,8 @@ def test_blank_legacy_keys_are_no_layer():
 
 
 @pytest.mark.parametrize("version", [(20, 10), (22, 6)])
-def test_proxies_before_docker_23_are_a_problem_naming_conf_d(version):
-    with pytest.raises(ConfigProblem, match="/etc/conf.d/docker") as info:
-        render(Layers(proxy_https="https://p"), version=version)
-    assert f"dockerd {version[0]}.{version[1]}" in str(info.value)
+def test_proxies_before_docker_23_are_no_part_of_daemon_json(version):
+    assert render(Layers(proxy_https="https://p", database='{"debug": true}'), version=version) == {"debug": True}
     with pytest.raises(ConfigProblem, match="not a daemon.json key dockerd"):
         render(Layers(database='{"proxies": {}}'), version=version)
     assert render(Layers(database='{"proxies": {}}'), version=(23, 0)) == {"proxies": {}}
@@ -171,10 +169,7 @@ def test_proxies_from_a_drop_in_and_with_other_keys_for_docker_23():
     doc = render(Layers(dropins=(("p.json", '{"proxies": {"http-proxy": "http://a"}}'),), database='{"debug": true}',
                         proxy_https="https://b"), version=(24, 0))
     assert doc == {"debug": True, "proxies": {"http-proxy": "http://a", "https-proxy": "https://b"}}
-    with pytest.raises(ConfigProblem) as info:
-        render(Layers(proxy_http="http://p"))
-    assert str(info.value).endswith('(HTTP_PROXY, HTTPS_PROXY, NO_PROXY in /etc/conf.d/docker); daemon.json '
-                                    '"proxies" needs Docker 23')
+    assert render(Layers(proxy_http="http://p")) == {}
 
 
 def test_every_reloadable_key_changed_at_once_is_still_a_reload():

@@ -94,7 +94,6 @@ def test_layers_in_order_and_legacy_keys():
         (Layers(insecure_registry="r"), "--insecure-registry r", "insecure-registries set both in DOCKER_OPTS"),
         (Layers(database='{"hosts": ["unix://"]}'), "-H tcp://0.0.0.0:2375", "hosts set both in DOCKER_OPTS"),
         (Layers(database='{"debug": true}'), "-D", "debug set both"),
-        (Layers(proxy_http="http://p:3128"), "", "needs Docker 23"),
     ],
 )
 def test_problems_name_the_layer_and_key(layers, opts, message):
