@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 # Database keys read as settings (text only).
 SETTING_KEYS = ("etc/docker/daemon.json", "insecure-registry", "proxy/http", "proxy/https", "proxy/exclude")
+NET_KEYS = ("net/config", "net/address", "net/netmask", "net/gateway")
 COPIED = {"etc/resolv.conf": "/etc/resolv.conf", "etc/hosts": "/etc/hosts", "etc/sysctl.conf": "/etc/sysctl.conf"}
 
 
@@ -158,9 +159,10 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
     else:
         notes["database"] = Note(f"{inputs.database_name}: {len(db)} keys")
     db = db or {}
-    for key in SETTING_KEYS:
+    for key in SETTING_KEYS + NET_KEYS:
         if isinstance(db.get(key), bytes):
-            problems.append(Problem("docker_config", key, f"database key {key} is not UTF-8 text; ignored"))
+            capability = "network" if key in NET_KEYS else "docker_config"
+            problems.append(Problem(capability, key, f"database key {key} is not UTF-8 text; ignored"))
 
     # proxies: each key checked on its own; before dockerd 23 in the environment file
     layers = daemon_json_layers(inputs)
