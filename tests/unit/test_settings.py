@@ -75,11 +75,11 @@ def test_merge_is_idempotent_over_itself(a, b):
 def test_layers_in_order_and_legacy_keys():
     doc = render(Layers(
         dropins=(("10-base.json", '{"debug": false, "registry-mirrors": ["https://m1"]}'),
-                 ("20-more.json", '{"labels": ["a"]}')),
+                 ("20-more.json", '{"labels": ["a=1"]}')),
         database='{"debug": true, "registry-mirrors": ["https://m2", "https://m1"], "insecure-registries": ["r1"]}',
         insecure_registry="r2\n",
     ))
-    assert doc == {"debug": True, "registry-mirrors": ["https://m1", "https://m2"], "labels": ["a"],
+    assert doc == {"debug": True, "registry-mirrors": ["https://m1", "https://m2"], "labels": ["a=1"],
                    "insecure-registries": ["r1", "r2"]}
 
 
