@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional,
 
 from agent.network.plan import NetState
 from agent.outcome import Action, Note, PlanPart, Problem
-from agent.settings import daemonjson, proxy
+from agent.settings import certs, daemonjson, proxy
 from agent.settings.database import copy_mode
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ class HostInputs:
     docker_opts: str = ""
     daemon_json: Optional[str] = None
     proxy_env: Optional[bytes] = None  # the agent's proxy environment file as it is (None: absent)
+    certs_record: Optional[bytes] = None  # certs.RECORD: the certificates the agent installed
     dockerd_running: bool = False
     dockerd_version: Tuple[int, int] = (20, 10)
     files: Mapping[str, Optional[bytes]] = field(default_factory=dict)  # guest path -> current bytes
@@ -76,6 +77,19 @@ class WriteFile(Action):
 
     def as_dict(self) -> Dict[str, object]:
         return {"action": "write-file", "path": self.path, "from": self.source, "mode": f"{self.mode:04o}"}
+
+
+@dataclass(frozen=True)
+class RemoveFile(Action):
+    """Remove a file the agent installed (and its directory once empty)."""
+
+    CAPABILITY = "database"
+    SYSTEM = True
+
+    path: str
+
+    def name(self) -> str:
+        return "remove-file"
 
 
 @dataclass(frozen=True)
@@ -213,7 +227,7 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
     wanted_files: Dict[str, Tuple[bytes, str]] = {}
     for key, value in db.items():
         target = copied_to(key)
-        if target is not None:
+        if target is not None and not key.startswith(certs.PREFIX):
             wanted_files[target] = (value.encode() if isinstance(value, str) else value, key)
     for target in sorted(wanted_files):
         data, key = wanted_files[target]
@@ -221,5 +235,24 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
             actions.append(WriteFile(target, data, f"database key {key}", mode=copy_mode(key, data)))
             if target == "/etc/sysctl.conf":
                 actions.append(ApplySysctl(target))
+
+    # registry certificates: installed, checked; removed only when the agent installed them
+    installed, record_problem = certs.parse_record(inputs.certs_record)
+    if record_problem:
+        problems.append(Problem("database", certs.RECORD, record_problem, "warning"))
+    cert_files, cert_problems = certs.wanted(dict(db))
+    problems.extend(Problem("database", key, text) for key, text in cert_problems)
+    for target in sorted(cert_files):
+        data, mode, key = cert_files[target]
+        if inputs.files.get(target) != data:
+            actions.append(WriteFile(target, data, f"database key {key}", mode=mode))
+    if inputs.database is not None:  # an unread database removes nothing
+        # A file the host still has but that is now bad is kept (nothing working torn down).
+        kept = {"/" + k for k, _ in cert_problems}
+        for path in sorted(set(installed) - set(cert_files) - kept):
+            actions.append(RemoveFile(path))
+        record = certs.encode_record(set(cert_files) | (set(installed) & kept))
+        if (cert_files or inputs.certs_record is not None) and record != inputs.certs_record:
+            actions.append(WriteFile(certs.RECORD, record, "installed certificates"))
 
     return PlanPart(tuple(actions), tuple(problems), notes)

@@ -48,7 +48,8 @@ def test_each_bad_key_is_a_problem_of_its_own_and_the_rest_applies(tmp_path):
     assert subjects == sorted(["etc/resolv.conf", "etc/odd name", "etc/docker/certs.d/a:b", "proxy/http",
                                "net/config", "etc/sysctl.conf", "etc/docker/linked.json", "etc/sock"]), subjects
     writes = {a.path: a for a in part.actions if a.name() == "write-file"}
-    assert set(writes) == {"/etc/docker/daemon.json", "/etc/hosts", "/etc/docker/certs.d/reg.example:5000/ca.crt"}
+    assert set(writes) == {"/etc/docker/daemon.json", "/etc/hosts", "/etc/docker/certs.d/reg.example:5000/ca.crt",
+                           "/etc/docker/certs.d/.moby-agent-installed.json"}
     assert writes["/etc/docker/certs.d/reg.example:5000/ca.crt"].content == CA.encode()
     assert inputs.database is not None and len(inputs.database) == 5  # the good keys and the binary two
 

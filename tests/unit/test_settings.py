@@ -155,10 +155,10 @@ def test_plan_writes_and_reloads_then_nothing():
 def test_binary_and_private_key_files_are_copied_byte_exact_with_their_modes():
     der = bytes(range(256))
     key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
-    p = plan_host(db_inputs(**{"etc/docker/certs.d/reg:5000/ca.der": der, "etc/docker/certs.d/reg:5000/client.key": key,
+    p = plan_host(db_inputs(**{"etc/docker/blob.der": der, "etc/docker/certs.d/reg:5000/client.key": key,
                                "etc/hosts": "127.0.0.1 x\n"}), **PLAN_ARGS)
     writes = {a.path: a for a in p.actions if a.name() == "write-file"}
-    assert writes["/etc/docker/certs.d/reg:5000/ca.der"].content == der
+    assert writes["/etc/docker/blob.der"].content == der
     assert writes["/etc/docker/certs.d/reg:5000/client.key"].mode == 0o600
     assert writes["/etc/hosts"].mode == 0o644 and writes["/etc/hosts"].content == b"127.0.0.1 x\n"
     assert "BEGIN" not in str([a.as_dict() for a in p.actions])  # content never printed
