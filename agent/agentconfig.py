@@ -58,6 +58,7 @@ class DockerConfig:
     pidfile: str = "/var/run/docker.pid"
     dropin_dir: str = "/etc/moby-agent/daemon.json.d"
     confd: str = "/etc/conf.d/docker"
+    proxy_env: str = "/etc/docker/moby-agent-proxy.env"
     dockerd: str = "dockerd"
     restart_command: Tuple[str, ...] = ("rc-service", "docker", "restart")
     verify_timeout: float = 30.0
@@ -265,6 +266,7 @@ def _paths(conf: AgentConfig) -> List[Tuple[str, str]]:
         ("docker.pidfile", conf.docker.pidfile),
         ("docker.dropin_dir", conf.docker.dropin_dir),
         ("docker.confd", conf.docker.confd),
+        ("docker.proxy_env", conf.docker.proxy_env),
         ("status.file", conf.status.file),
         ("shares.state_file", conf.shares.state_file),
         ("watch.state_file", conf.watch.state_file),

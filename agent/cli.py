@@ -289,10 +289,15 @@ def _cmd_daemon_json(args: argparse.Namespace, conf: agentconfig.AgentConfig) ->
 
     inputs = hub.observe(conf, args.root, None).host_inputs
     try:
-        doc = daemonjson.render(daemon_json_layers(inputs), inputs.docker_opts, inputs.dockerd_version)
+        doc = daemonjson.render(daemon_json_layers(inputs), inputs.docker_opts, inputs.dockerd_version,
+                                conf.host.address)
     except daemonjson.ConfigProblem as exc:
         print(f"moby-agent: daemon.json would not be written: {printable(exc)}", file=sys.stderr)
         return 1
+    from agent.shares.items import redact_url
+
+    if isinstance(doc.get("proxies"), dict):  # a proxy password is a secret here too
+        doc["proxies"] = {k: redact_url(v) if isinstance(v, str) else v for k, v in doc["proxies"].items()}
     sys.stdout.write(daemonjson.encode(doc))
     return 0
 

@@ -176,7 +176,8 @@ def plan(obs: Observation) -> Plan:
                                                            obs.shares_problem))
     settings = _plan_part("docker_config", obs, lambda: plan_host(
         obs.host_inputs, mount_point=s.database.mount_point, tag=s.database.tag, options=s.database.options,
-        daemon_json=s.docker.daemon_json), needs=("database",))
+        daemon_json=s.docker.daemon_json, host_address=s.host.address, proxy_env=s.docker.proxy_env),
+        needs=("database",))
     network = _plan_part("network", obs, lambda: plan_network(text_keys(obs.host_inputs.database),
                                                               obs.host_inputs.interface, obs.host_inputs.net))
     parts = {"pool": pool, "shares": shares, "docker_config": settings, "network": network}

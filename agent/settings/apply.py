@@ -13,8 +13,17 @@ from agent import system
 from agent.agentconfig import AgentConfig
 from agent.network.plan import static_network
 from agent.outcome import Executor, Problem
-from agent.settings import daemonjson, database
-from agent.settings.plan import ApplyDocker, ApplySysctl, HostInputs, MountDatabase, WriteFile, copied_to, text_keys
+from agent.settings import certs, daemonjson, database
+from agent.settings.plan import (
+    ApplyDocker,
+    ApplySysctl,
+    HostInputs,
+    MountDatabase,
+    RemoveFile,
+    WriteFile,
+    copied_to,
+    text_keys,
+)
 from agent.shares.mountinfo import MountEntry
 from agent.system import printable, read_text, run_command, under, write_atomic
 
@@ -48,6 +57,19 @@ def _read(path: str, what: str, capability: str, problems: List[Problem]) -> Opt
         return read_text(path)
     except OSError as exc:
         problems.append(Problem(capability, what, f"{printable(what)}: {printable(exc.strerror or exc)}; ignored"))
+        return None
+
+
+def _read_bytes(path: str, what: str, problems: List[Problem]) -> Optional[bytes]:
+    """A file the agent owns, as bytes; None if absent. Not a plain file: a
+    problem, and None (it is written anew: a link is replaced, not followed)."""
+    try:
+        return system.read_bytes_safely(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        problems.append(Problem("docker_config", what, f"{printable(what)}: {printable(exc.strerror or exc)}; "
+                                "written anew"))
         return None
 
 
@@ -135,6 +157,8 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
                                  _read(under(root, conf.docker.confd), conf.docker.confd, "docker_config", problems),
                                  live),
         daemon_json=_read(under(root, conf.docker.daemon_json), conf.docker.daemon_json, "docker_config", problems),
+        proxy_env=_read_bytes(under(root, conf.docker.proxy_env), conf.docker.proxy_env, problems),
+        certs_record=_read_bytes(under(root, certs.RECORD), certs.RECORD, problems),
         problems=tuple(problems),
         dockerd_running=dockerd_pid(conf, root) is not None,
         dockerd_version=version or (20, 10),
@@ -157,6 +181,19 @@ def mount_database(action: MountDatabase, ctx: "Context") -> None:
 def write_file(action: WriteFile, ctx: "Context") -> None:
     write_atomic(ctx.path(action.path), action.content, mode=action.mode)
     log.info("wrote %s (from %s)", action.path, printable(action.source))
+
+
+def remove_file(action: RemoveFile, ctx: "Context") -> None:
+    path = ctx.path(action.path)
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    try:
+        os.rmdir(os.path.dirname(path))  # the registry's directory, once empty
+    except OSError:
+        pass
+    log.info("removed %s (the host removed it)", printable(action.path))
 
 
 def apply_sysctl(action: ApplySysctl, ctx: "Context") -> None:
@@ -209,6 +246,7 @@ def apply_docker(action: ApplyDocker, ctx: "Context") -> None:
 EXECUTORS: Dict[type, Executor] = {
     MountDatabase: mount_database,
     WriteFile: write_file,
+    RemoveFile: remove_file,
     ApplySysctl: apply_sysctl,
     ApplyDocker: apply_docker,
 }

@@ -7,6 +7,7 @@ Merge rules: objects are merged key by key (recursively), lists are joined
 and de-duplicated keeping the first occurrence, anything else is replaced.
 """
 
+import ipaddress
 import json
 import os
 import re
@@ -35,6 +36,15 @@ SCHEMA: Dict[str, str] = {
     "containerd": STR,
     "containerd-namespace": STR,
     "containerd-plugins-namespace": STR,
+    "cpu-rt-period": INT,
+    "cpu-rt-runtime": INT,
+    "cri-containerd": BOOL,
+    "deprecated-key-path": STR,
+    "graph": STR,
+    "host-gateway-ip": STR,
+    "network-control-plane-mtu": INT,
+    "network-diagnostic-port": INT,
+    "rootless": BOOL,
     "data-root": STR,
     "debug": BOOL,
     "default-address-pools": LOBJ,
@@ -99,6 +109,14 @@ SCHEMA: Dict[str, str] = {
     "userns-remap": STR,
 }
 PROXIES_SINCE = (23, 0)  # daemon.json "proxies" exists from Docker 23
+# The SCHEMA is dockerd 20.10's (tests/integration/test_dockerd.py has the
+# real one accept every key); these went in Docker 23.
+REMOVED_IN_23: FrozenSet[str] = frozenset({"cluster-advertise", "cluster-store", "cluster-store-opts", "graph",
+                                           "deprecated-key-path"})
+GO_INT = (-(1 << 63), (1 << 63) - 1)
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+_BAD_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
+_SIZE = re.compile(r"^\d+(\.\d+)? ?[kKmMgGtTpP]?[iI]?[bB]?$")  # go-units RAMInBytes
 
 # What SIGHUP reloads (facts section 6); any other change needs a restart.
 RELOADABLE: FrozenSet[str] = frozenset(
@@ -208,15 +226,120 @@ def _type_ok(kind: str, value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, dict) for v in value)  # LOBJ
 
 
+def _ip(value: str) -> Optional[str]:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return f"{json.dumps(value)[:60]} is not an IP address"
+    return None
+
+
+def _cidr(value: str) -> Optional[str]:
+    try:
+        ipaddress.ip_interface(value)
+    except ValueError:
+        return f"{json.dumps(value)[:60]} is not an address with a prefix (CIDR)"
+    return None
+
+
+def _word(value: str) -> Optional[str]:
+    if not value or _BAD_CHAR.search(value):
+        return f"{json.dumps(value)[:60]} is empty or holds a space, newline or control character"
+    return None
+
+
+def _mirror(value: str) -> Optional[str]:
+    from urllib.parse import urlsplit
+
+    bad = _word(value)
+    if bad:
+        return bad
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return f"{json.dumps(value)[:60]} is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{json.dumps(value)[:60]} must be an http:// or https:// URL with a host"
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        return f"{json.dumps(value)[:60]}: a mirror has no path, query or fragment"
+    return None
+
+
+def _label(value: str) -> Optional[str]:
+    return None if "=" in value else f"{json.dumps(value)[:60]} is not key=value"
+
+
+def _size(value: str) -> Optional[str]:
+    return None if _SIZE.match(value) else f"{json.dumps(value)[:60]} is not a size such as 64M"
+
+
+def _range(low: int, high: int) -> Any:
+    def check_range(value: int) -> Optional[str]:
+        return None if low <= value <= high else f"{value} is not from {low} to {high}"
+    return check_range
+
+
+def _each(check_one: Any) -> Any:
+    def check_all(values: List[str]) -> Optional[str]:
+        for v in values:
+            bad = check_one(v)
+            if bad:
+                return bad
+        return None
+    return check_all
+
+
+# Values dockerd 20.10 refuses (it does not start, or fails at a reload),
+# and counts that make no sense; every INT is also within Go's int.
+FORMATS: Dict[str, Any] = {
+    "max-concurrent-downloads": _range(0, GO_INT[1]),
+    "max-concurrent-uploads": _range(0, GO_INT[1]),
+    "max-download-attempts": _range(1, GO_INT[1]),
+    "mtu": _range(0, 65535),
+    "network-control-plane-mtu": _range(0, 65535),
+    "oom-score-adjust": _range(-1000, 1000),
+    "network-diagnostic-port": _range(0, 65535),
+    "log-level": lambda v: None if v in LOG_LEVELS else f"{json.dumps(v)[:60]} is not one of {', '.join(LOG_LEVELS)}",
+    "insecure-registries": _each(_word),
+    "allow-nondistributable-artifacts": _each(_word),
+    "registry-mirrors": _each(_mirror),
+    "labels": _each(_label),
+    "dns": _each(_ip),
+    "ip": _ip,
+    "host-gateway-ip": _ip,
+    "default-gateway": _ip,
+    "default-gateway-v6": _ip,
+    "bip": _cidr,
+    "fixed-cidr": _cidr,
+    "fixed-cidr-v6": _cidr,
+    "hosts": _each(_word),
+    "default-shm-size": _size,
+}
+
+
 def check(doc: Mapping[str, Any], where: str, version: Tuple[int, int]) -> None:
+    """Each key as dockerd of that version checks it: known, of its type,
+    within its range, in its format."""
     for key, value in doc.items():
         kind = SCHEMA.get(key)
+        if key in REMOVED_IN_23 and version >= PROXIES_SINCE:
+            kind = None
         if key == "proxies" and version >= PROXIES_SINCE:
             kind = OBJ
+            if not isinstance(value, dict) or not all(
+                    k in ("http-proxy", "https-proxy", "no-proxy") and isinstance(v, str) for k, v in value.items()):
+                raise ConfigProblem(f"{where}: 'proxies' must be an object of strings: http-proxy, https-proxy, "
+                                    "no-proxy")
         if kind is None:
             raise ConfigProblem(f"{where}: {key!r} is not a daemon.json key dockerd {version[0]}.{version[1]} knows")
         if not _type_ok(kind, value):
             raise ConfigProblem(f"{where}: {key!r} must be {kind}, not {json.dumps(value)[:60]}")
+        if kind == INT and not GO_INT[0] <= value <= GO_INT[1]:
+            raise ConfigProblem(f"{where}: {key!r}: {value} is outside Go's int range")
+        bad = FORMATS[key](value) if key in FORMATS else None
+        if bad:
+            raise ConfigProblem(f"{where}: {key!r}: {bad}")
 
 
 def _parse(text: str, where: str, version: Tuple[int, int]) -> Dict[str, Any]:
@@ -450,8 +573,17 @@ def docker_opts_from_file(path: str, timeout: float = 5.0, text: Optional[str] =
     return docker_opts_from_confd(text) if evaluated is None else evaluated
 
 
-def render(layers: Layers, docker_opts: str = "", version: Tuple[int, int] = (20, 10)) -> Dict[str, Any]:
-    """The daemon.json document, or ConfigProblem naming the bad part."""
+def proxy_values(layers: Layers) -> Dict[str, Optional[str]]:
+    return {"proxy/http": layers.proxy_http, "proxy/https": layers.proxy_https, "proxy/exclude": layers.proxy_exclude}
+
+
+def render(layers: Layers, docker_opts: str = "", version: Tuple[int, int] = (20, 10),
+           host_address: str = "10.0.75.1") -> Dict[str, Any]:
+    """The daemon.json document, or ConfigProblem naming the bad part. The
+    proxy/* keys become "proxies" from dockerd 23 (a bad one is left out:
+    proxy.settings names it); before 23 they are no part of daemon.json
+    (the environment file carries them)."""
+    from agent.settings import proxy
     doc: Dict[str, Any] = dict(DEFAULTS)
     for name, text in layers.dropins:
         doc = merge(doc, _parse(text, f"drop-in {name}", version))
@@ -459,22 +591,12 @@ def render(layers: Layers, docker_opts: str = "", version: Tuple[int, int] = (20
         doc = merge(doc, _parse(layers.database, "database key etc/docker/daemon.json", version))
     if layers.insecure_registry and layers.insecure_registry.strip():
         doc = merge(doc, {"insecure-registries": [layers.insecure_registry.strip()]})
-    proxies = {
-        k: v.strip()
-        for k, v in (
-            ("http-proxy", layers.proxy_http),
-            ("https-proxy", layers.proxy_https),
-            ("no-proxy", layers.proxy_exclude),
-        )
-        if v and v.strip()
-    }
-    if proxies:
-        if version < PROXIES_SINCE:
-            raise ConfigProblem(
-                f"database keys proxy/*: dockerd {version[0]}.{version[1]} takes proxies only from its environment "
-                '(HTTP_PROXY, HTTPS_PROXY, NO_PROXY in /etc/conf.d/docker); daemon.json "proxies" needs Docker 23'
-            )
+    proxies, _bad = proxy.settings(proxy_values(layers), host_address)
+    if proxies and version >= PROXIES_SINCE:
         doc = merge(doc, {"proxies": proxies})
+    if "graph" in doc and "data-root" in doc:
+        raise ConfigProblem('"graph" (the old name of "data-root") and "data-root" both set; dockerd refuses to '
+                            "start on that: remove one")
     clashes = sorted(flag_keys(docker_opts) & set(doc))
     if clashes:
         raise ConfigProblem(

@@ -77,7 +77,10 @@ def parse_cmdline(text: str, label: str = "com.docker.database") -> Optional[str
     return name
 
 
-_KEY = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
+# A key's component: letters, digits, '.', '_', '-', and at most one
+# ':<port>' at its end (a registry's certs.d/<host>:<port> directory).
+_PART = r"[A-Za-z0-9._-]+(?::[0-9]{1,5})?"
+_KEY = re.compile(rf"^{_PART}(/{_PART})*$")
 
 
 def check_key(key: str) -> str:

@@ -7,12 +7,12 @@ copying etc/resolv.conf, etc/hosts, etc/sysctl.conf and etc/docker/** into
 static address is the network capability's (agent/network/plan.py).
 """
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, Union
 
 from agent.network.plan import NetState
 from agent.outcome import Action, Note, PlanPart, Problem
-from agent.settings import daemonjson
+from agent.settings import certs, daemonjson, proxy
 from agent.settings.database import copy_mode
 
 if TYPE_CHECKING:
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 # Database keys read as settings (text only).
 SETTING_KEYS = ("etc/docker/daemon.json", "insecure-registry", "proxy/http", "proxy/https", "proxy/exclude")
+NET_KEYS = ("net/config", "net/address", "net/netmask", "net/gateway")
 COPIED = {"etc/resolv.conf": "/etc/resolv.conf", "etc/hosts": "/etc/hosts", "etc/sysctl.conf": "/etc/sysctl.conf"}
 
 
@@ -35,6 +36,8 @@ class HostInputs:
     dropins: Tuple[Tuple[str, str], ...] = ()
     docker_opts: str = ""
     daemon_json: Optional[str] = None
+    proxy_env: Optional[bytes] = None  # the agent's proxy environment file as it is (None: absent)
+    certs_record: Optional[bytes] = None  # certs.RECORD: the certificates the agent installed
     dockerd_running: bool = False
     dockerd_version: Tuple[int, int] = (20, 10)
     files: Mapping[str, Optional[bytes]] = field(default_factory=dict)  # guest path -> current bytes
@@ -74,6 +77,19 @@ class WriteFile(Action):
 
     def as_dict(self) -> Dict[str, object]:
         return {"action": "write-file", "path": self.path, "from": self.source, "mode": f"{self.mode:04o}"}
+
+
+@dataclass(frozen=True)
+class RemoveFile(Action):
+    """Remove a file the agent installed (and its directory once empty)."""
+
+    CAPABILITY = "database"
+    SYSTEM = True
+
+    path: str
+
+    def name(self) -> str:
+        return "remove-file"
 
 
 @dataclass(frozen=True)
@@ -137,7 +153,8 @@ def daemon_json_layers(inputs: HostInputs) -> daemonjson.Layers:
     )
 
 
-def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, daemon_json: str) -> PlanPart:
+def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, daemon_json: str,
+              host_address: str = "10.0.75.1", proxy_env: str = "/etc/docker/moby-agent-proxy.env") -> PlanPart:
     actions: List[Action] = []
     problems: List[Problem] = list(inputs.problems)
     notes: Dict[str, Note] = {}
@@ -156,39 +173,61 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
     else:
         notes["database"] = Note(f"{inputs.database_name}: {len(db)} keys")
     db = db or {}
-    for key in SETTING_KEYS:
+    for key in SETTING_KEYS + NET_KEYS:
         if isinstance(db.get(key), bytes):
-            problems.append(Problem("docker_config", key, f"database key {key} is not UTF-8 text; ignored"))
+            capability = "network" if key in NET_KEYS else "docker_config"
+            problems.append(Problem(capability, key, f"database key {key} is not UTF-8 text; ignored"))
 
-    # daemon.json
+    # proxies: each key checked on its own; before dockerd 23 in the environment file
     layers = daemon_json_layers(inputs)
+    proxies, bad_proxies = proxy.settings(daemonjson.proxy_values(layers), host_address)
+    problems.extend(Problem("docker_config", key, text) for key, text in bad_proxies)
+    env_wanted: Optional[bytes] = None
+    if inputs.dockerd_version < daemonjson.PROXIES_SINCE and proxies:
+        env_wanted = proxy.env_file(proxies)
+    elif inputs.proxy_env is not None:
+        env_wanted = proxy.env_file({})  # the host removed them, or dockerd takes them in daemon.json now
+    changed: FrozenSet[str] = frozenset()
+    doc: Dict[str, Any] = {}
+    writes: List[Action] = []
+    if env_wanted is not None and env_wanted != inputs.proxy_env:
+        writes.append(WriteFile(proxy_env, env_wanted, "database keys proxy/*", "docker_config", 0o600))
+        changed = frozenset({"proxies"})  # read at start only: a restart
+
+    # daemon.json (before dockerd 23 the proxies alone are no daemon.json layer)
+    if inputs.dockerd_version < daemonjson.PROXIES_SINCE:
+        layers = replace(layers, proxy_http=None, proxy_https=None, proxy_exclude=None)
     if layers == daemonjson.Layers():
         notes["docker_config"] = Note(f"nothing to render; {daemon_json} left as it is", active=False)
     else:
         try:
-            doc = daemonjson.render(layers, inputs.docker_opts, inputs.dockerd_version)
+            doc = daemonjson.render(layers, inputs.docker_opts, inputs.dockerd_version, host_address)
         except daemonjson.ConfigProblem as exc:
             problems.append(Problem("docker_config", daemon_json, f"daemon.json not changed: {exc}"))
             notes["docker_config"] = Note("previous daemon.json kept")
         else:
             content = daemonjson.encode(doc)
             if content != inputs.daemon_json:
-                actions.append(WriteFile(daemon_json, content.encode(), "daemon.json layers", "docker_config"))
-                changed = daemonjson.changed_keys(inputs.daemon_json, doc)
-                how = daemonjson.how_to_apply(changed, inputs.dockerd_running)
-                if how != "none":
-                    actions.append(ApplyDocker(how, tuple(sorted(changed)), daemonjson.expected_info(doc)))
-                    notes["docker_config"] = Note(f"writing daemon.json, then {how}")
-                else:
-                    notes["docker_config"] = Note("writing daemon.json; dockerd not running: applies at its next start")
+                mode = 0o600 if proxy.has_secret(doc.get("proxies") or {}) else 0o644  # a proxy password in it
+                writes.insert(0, WriteFile(daemon_json, content.encode(), "daemon.json layers", "docker_config", mode))
+                changed |= daemonjson.changed_keys(inputs.daemon_json, doc)
             else:
                 notes["docker_config"] = Note("daemon.json up to date")
+    if writes:
+        actions.extend(writes)
+        what = " and ".join(a.path for a in writes if isinstance(a, WriteFile))
+        how = daemonjson.how_to_apply(changed, inputs.dockerd_running)
+        if how != "none":
+            actions.append(ApplyDocker(how, tuple(sorted(changed)), daemonjson.expected_info(doc)))
+            notes["docker_config"] = Note(f"writing {what}, then {how}")
+        else:
+            notes["docker_config"] = Note(f"writing {what}; dockerd not running: applies at its next start")
 
     # files
     wanted_files: Dict[str, Tuple[bytes, str]] = {}
     for key, value in db.items():
         target = copied_to(key)
-        if target is not None:
+        if target is not None and not key.startswith(certs.PREFIX):
             wanted_files[target] = (value.encode() if isinstance(value, str) else value, key)
     for target in sorted(wanted_files):
         data, key = wanted_files[target]
@@ -196,5 +235,24 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
             actions.append(WriteFile(target, data, f"database key {key}", mode=copy_mode(key, data)))
             if target == "/etc/sysctl.conf":
                 actions.append(ApplySysctl(target))
+
+    # registry certificates: installed, checked; removed only when the agent installed them
+    installed, record_problem = certs.parse_record(inputs.certs_record)
+    if record_problem:
+        problems.append(Problem("database", certs.RECORD, record_problem, "warning"))
+    cert_files, cert_problems = certs.wanted(dict(db))
+    problems.extend(Problem("database", key, text) for key, text in cert_problems)
+    for target in sorted(cert_files):
+        data, mode, key = cert_files[target]
+        if inputs.files.get(target) != data:
+            actions.append(WriteFile(target, data, f"database key {key}", mode=mode))
+    if inputs.database is not None:  # an unread database removes nothing
+        # A file the host still has but that is now bad is kept (nothing working torn down).
+        kept = {"/" + k for k, _ in cert_problems}
+        for path in sorted(set(installed) - set(cert_files) - kept):
+            actions.append(RemoveFile(path))
+        record = certs.encode_record(set(cert_files) | (set(installed) & kept))
+        if (cert_files or inputs.certs_record is not None) and record != inputs.certs_record:
+            actions.append(WriteFile(certs.RECORD, record, "installed certificates"))
 
     return PlanPart(tuple(actions), tuple(problems), notes)

@@ -192,3 +192,50 @@ def test_dockerd_stopped_mid_run_gets_the_file_and_uses_it_at_its_next_start(doc
     d.start()
     assert d.info()["Debug"] is True
     print(f"dockerd stopped mid-run: answering with the new config {time.monotonic() - t0:.1f} s after its start")
+
+
+def _dockerd_reads(tmp_path, name, doc):
+    """Start the real dockerd on `doc` plus a sentinel value its validation
+    refuses (max-concurrent-downloads -1): the sentinel's error means every
+    key was known and every value of a type dockerd took; nothing starts.
+    The paths dockerd would use are the doc's, never the system's."""
+    d = tmp_path / name
+    d.mkdir()
+    full = {"data-root": str(d / "data"), "exec-root": str(d / "exec"), "pidfile": str(d / "pid"),
+            "hosts": [f"unix://{d}/s.sock"], **doc, "max-concurrent-downloads": -1}
+    if "graph" in doc:  # its old name: dockerd refuses both
+        full["graph"] = full.pop("data-root")
+    (d / "daemon.json").write_text(json.dumps(full))
+    return subprocess.Popen(["unshare", "--mount", "--net", "--fork", "--kill-child", "timeout", "20", "dockerd",
+                             "--config-file", str(d / "daemon.json")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+SENTINEL = "invalid max concurrent downloads: -1"
+
+
+def test_every_key_the_agent_knows_for_20_10_is_accepted_by_the_real_dockerd(tmp_path):
+    """The agent's 20.10 key list (daemonjson.SCHEMA), each key with a value
+    the agent accepts, against Debian's dockerd 20.10, which fails fast at
+    start on an unknown key or a wrong type; an unknown key is refused."""
+    require_root()
+    if shutil.which("dockerd") is None:
+        pytest.skip("dockerd is not installed (Debian's docker.io)")
+    from agent.settings import daemonjson
+    from tests.daemonjson_samples import sample
+
+    keys = [k for k in sorted(daemonjson.SCHEMA) if k not in ("data-root", "exec-root", "pidfile", "hosts",
+                                                              "max-concurrent-downloads")]
+    outputs = {}
+    for i in range(0, len(keys), 16):
+        procs = {k: _dockerd_reads(tmp_path, f"k{i + j}", {k: sample(k)}) for j, k in enumerate(keys[i:i + 16])}
+        for k, p in procs.items():
+            outputs[k] = p.communicate(timeout=60)[0]
+    refused = {k: out.strip().splitlines()[-1:] for k, out in outputs.items() if SENTINEL not in out}
+    assert refused == {}, refused
+    for k in ("data-root", "hosts"):  # given in every run above
+        assert k in daemonjson.SCHEMA
+    out = _dockerd_reads(tmp_path, "unknown", {"no-such-key": 1}).communicate(timeout=60)[0]
+    assert "don't match any configuration option: no-such-key" in out and SENTINEL not in out
+    out = _dockerd_reads(tmp_path, "badtype", {"debug": "yes"}).communicate(timeout=60)[0]
+    assert SENTINEL not in out

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from agent.settings import daemonjson
 from agent.settings.daemonjson import ConfigProblem, Layers, render
+from tests.daemonjson_samples import sample
 
 # ---- the clash check --------------------------------------------------------
 
@@ -44,7 +45,7 @@ def test_no_new_privileges_flag_clashes_with_the_key():
     ],
 )
 def test_flags_clash_with_their_keys(opts, key):
-    value = {"hosts": ["unix://"], "labels": ["x"], "runtimes": {}, "default-ulimits": {}, "mtu": 1500,
+    value = {"hosts": ["unix://"], "labels": ["x=1"], "runtimes": {}, "default-ulimits": {}, "mtu": 1500,
              "storage-driver": "overlay2"}.get(key, False)
     doc = daemonjson.json.dumps({key: value})
     with pytest.raises(ConfigProblem, match=f"{key} set both in DOCKER_OPTS"):
@@ -178,8 +179,7 @@ def test_flag_keys_are_the_keys_pflag_sets(case):
 def test_render_refuses_exactly_the_keys_set_twice(case, key):
     words, keys, _ = case
     opts = " ".join(shlex.quote(w) for w in words)
-    value = {daemonjson.BOOL: True, daemonjson.INT: 1, daemonjson.STR: "x", daemonjson.LSTR: ["x"],
-             daemonjson.OBJ: {}, daemonjson.LOBJ: []}[daemonjson.SCHEMA[key]]
+    value = sample(key)
     layers = Layers(database=daemonjson.json.dumps({key: value}))
     if key in keys:
         event("clash")

@@ -75,11 +75,11 @@ def test_merge_is_idempotent_over_itself(a, b):
 def test_layers_in_order_and_legacy_keys():
     doc = render(Layers(
         dropins=(("10-base.json", '{"debug": false, "registry-mirrors": ["https://m1"]}'),
-                 ("20-more.json", '{"labels": ["a"]}')),
+                 ("20-more.json", '{"labels": ["a=1"]}')),
         database='{"debug": true, "registry-mirrors": ["https://m2", "https://m1"], "insecure-registries": ["r1"]}',
         insecure_registry="r2\n",
     ))
-    assert doc == {"debug": True, "registry-mirrors": ["https://m1", "https://m2"], "labels": ["a"],
+    assert doc == {"debug": True, "registry-mirrors": ["https://m1", "https://m2"], "labels": ["a=1"],
                    "insecure-registries": ["r1", "r2"]}
 
 
@@ -94,7 +94,6 @@ def test_layers_in_order_and_legacy_keys():
         (Layers(insecure_registry="r"), "--insecure-registry r", "insecure-registries set both in DOCKER_OPTS"),
         (Layers(database='{"hosts": ["unix://"]}'), "-H tcp://0.0.0.0:2375", "hosts set both in DOCKER_OPTS"),
         (Layers(database='{"debug": true}'), "-D", "debug set both"),
-        (Layers(proxy_http="http://p:3128"), "", "needs Docker 23"),
     ],
 )
 def test_problems_name_the_layer_and_key(layers, opts, message):
@@ -156,10 +155,10 @@ def test_plan_writes_and_reloads_then_nothing():
 def test_binary_and_private_key_files_are_copied_byte_exact_with_their_modes():
     der = bytes(range(256))
     key = "-----BEGIN PRIVATE KEY-----\nMIIB\n-----END PRIVATE KEY-----\n"
-    p = plan_host(db_inputs(**{"etc/docker/certs.d/reg:5000/ca.der": der, "etc/docker/certs.d/reg:5000/client.key": key,
+    p = plan_host(db_inputs(**{"etc/docker/blob.der": der, "etc/docker/certs.d/reg:5000/client.key": key,
                                "etc/hosts": "127.0.0.1 x\n"}), **PLAN_ARGS)
     writes = {a.path: a for a in p.actions if a.name() == "write-file"}
-    assert writes["/etc/docker/certs.d/reg:5000/ca.der"].content == der
+    assert writes["/etc/docker/blob.der"].content == der
     assert writes["/etc/docker/certs.d/reg:5000/client.key"].mode == 0o600
     assert writes["/etc/hosts"].mode == 0o644 and writes["/etc/hosts"].content == b"127.0.0.1 x\n"
     assert "BEGIN" not in str([a.as_dict() for a in p.actions])  # content never printed
