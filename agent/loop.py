@@ -289,8 +289,9 @@ class Agent:
     def _reload(self) -> None:
         try:
             new = self._reload_conf()
-        except ConfigError as exc:
-            log.error("reload: %s; keeping the previous configuration", exc)
+        except Exception as exc:  # noqa: BLE001 - a reload never ends the agent (a ConfigError, or any bug)
+            text = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {printable(exc)}"
+            log.error("reload: %s; keeping the previous configuration", text)
             return
         if new.kvp.pool_dir != self.pool_dir:
             log.warning("reload: kvp.pool_dir changes only at restart; keeping %s", self.pool_dir)

@@ -68,6 +68,17 @@ def test_bad_config_file_names_file_key_and_expectation(tmp_path):
     assert f"{cfg}: host.address: expected a string, got 5" in r.stderr
 
 
+def test_a_huge_integer_in_the_config_is_a_config_error_not_a_traceback(tmp_path):
+    cfg = tmp_path / "etc" / "moby-agent" / "agent.toml"
+    cfg.parent.mkdir(parents=True)
+    for key in ("[shares]\nmax_id", "[watch]\nmax_dirs", "[watch]\nsettle_ms"):
+        cfg.write_text(f"{key} = 1{'0' * 400}\n")
+        r = cli(tmp_path, "run", "--once")
+        assert r.returncode == 2, r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1
+        assert f"{cfg}: {key.split(chr(10))[0][1:-1]}." in r.stderr and "integer of about 401 digits" in r.stderr
+
+
 def test_run_once_fails_when_an_action_fails_and_never_mounts_under_root(tmp_path):
     pool_dir = tmp_path / "var" / "lib" / "hyperv"
     pool_dir.mkdir(parents=True)
