@@ -258,17 +258,38 @@ def _check(conf: AgentConfig, where: str) -> None:
         raise ConfigError(f"{where}: shares.mount_pattern: {exc}") from None
     named: List[Tuple[str, str]] = [(f"watch.shares[{i}]", p) for i, p in enumerate(conf.watch.shares)]
     for name, path in _paths(conf) + named:
-        if not path.startswith("/"):
-            raise ConfigError(f"{where}: {name}: expected an absolute path, got {printable(path)!r}")
-        if ".." in path.split("/") or "\0" in path or not path.isprintable() or len(path) > 4096:
-            raise ConfigError(f"{where}: {name}: expected a plain absolute path (no '..'), got {printable(path)!r}")
-    mount_point = conf.database.mount_point.rstrip("/") or "/"
+        _check_path(where, name, path)
+    mount_point = conf.database.mount_point
     if mount_point == "/" or any(mount_point == f or mount_point.startswith(f + "/")
                                  for f in FORBIDDEN if f != "/Database"):
         raise ConfigError(f"{where}: database.mount_point: {printable(mount_point)} is a system directory")
 
 
 _PROGRAM = re.compile(r"^[A-Za-z0-9/][A-Za-z0-9._/+-]*$")
+
+
+def _check_path(where: str, name: str, path: str) -> None:
+    """A configured path must be absolute and in the one spelling the kernel
+    uses ('/D', never '/D/', '/D/.', '//D', '/./D' or '/X/../D').
+
+    Refused rather than normalised: the agent compares these paths as
+    strings with what the kernel reports (mountinfo targets: is /Database
+    mounted?) and with what the host sends (a cifsmount of the database
+    mount point is refused). Normalising here would leave every other
+    reader of the setting (doctor, the CLI, the README's examples) one more
+    place to forget it; refusing keeps a single spelling everywhere, and the
+    message says which one. A reload with such a path keeps the old config.
+    """
+    if not path.startswith("/"):
+        raise ConfigError(f"{where}: {name}: expected an absolute path, got {printable(path)!r}")
+    if "\0" in path or not path.isprintable() or len(path) > 4096:
+        raise ConfigError(f"{where}: {name}: expected a printable path of at most 4096 characters, "
+                          f"got {printable(path)!r}")
+    if path != "/" and any(part in ("", ".", "..") for part in path[1:].split("/")):
+        plain = "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
+        hint = "" if ".." in path.split("/") else f" (write {plain!r})"
+        raise ConfigError(f"{where}: {name}: expected a plain absolute path (no '..', '.', '//' or trailing '/')"
+                          f"{hint}, got {printable(path)!r}")
 
 
 def share_limits(conf: AgentConfig) -> Limits:
