@@ -88,3 +88,34 @@ def test_run_once_fails_when_an_action_fails_and_never_mounts_under_root(tmp_pat
     assert "not done under --root" in r.stderr and "mount /c failed" in r.stderr
     assert not (tmp_path / "c").exists()
     assert cli(tmp_path, "run", "--once").returncode == 1  # still failing: not silently dropped
+
+
+def test_kvp_dump_of_a_sparse_terabyte_pool_is_one_line_not_a_traceback(tmp_path):
+    pool_dir = tmp_path / "var" / "lib" / "hyperv"
+    pool_dir.mkdir(parents=True)
+    with open(pool_dir / ".kvp_pool_0", "wb") as f:
+        f.truncate(1 << 40)
+    for args in (("kvp", "dump"), ("kvp", "get", "cifsmount"), ("kvp", "set", "k", "v", "--pool", "1")):
+        if args[1] == "set":
+            with open(pool_dir / ".kvp_pool_1", "wb") as f:
+                f.truncate(1 << 40)
+        r = cli(tmp_path, *args)
+        assert r.returncode == 1, r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "1099511627776 bytes, larger than any pool" in r.stderr
+    r = cli(tmp_path, "plan")
+    assert r.returncode == 0
+    assert f"problem: {pool_dir}/.kvp_pool_0: 1099511627776 bytes, larger than any pool" in r.stdout
+
+
+def test_the_cli_never_prints_a_traceback_for_memory_or_os_errors(tmp_path, monkeypatch, capsys):
+    from agent import cli as agent_cli
+
+    for exc in (MemoryError(), OSError(5, "Input/output error"), kvp.KvpError("pool: broken")):
+        def broken(*args, _exc=exc, **kw):
+            raise _exc
+
+        monkeypatch.setattr(kvp, "read_pool", broken)
+        code = agent_cli.main(["--root", str(tmp_path), "kvp", "dump"])
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.splitlines()) == 1 and err.startswith("moby-agent: "), err
