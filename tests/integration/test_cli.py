@@ -119,3 +119,34 @@ def test_the_cli_never_prints_a_traceback_for_memory_or_os_errors(tmp_path, monk
         code = agent_cli.main(["--root", str(tmp_path), "kvp", "dump"])
         err = capsys.readouterr().err
         assert code == 1 and len(err.splitlines()) == 1 and err.startswith("moby-agent: "), err
+
+
+def test_the_running_agent_is_confirmed_by_its_start_time(tmp_path):
+    """The real agent (python -m agent with this checkout on PYTHONPATH) is
+    confirmed; the same pid with another start time (a reused pid) is not,
+    and health then signals nothing."""
+    import json
+
+    from agent import status
+    from agent.system import process_start_time
+    from tests.integration.agentproc import AgentProcess
+
+    (tmp_path / "var" / "lib" / "hyperv").mkdir(parents=True)
+    agent = AgentProcess(tmp_path, log_level="info")
+    try:
+        doc = agent.wait_status(lambda d: d["passes"] >= 1)
+        assert doc["start_time"] == process_start_time(agent.proc.pid)
+        assert status.running_pid(doc, str(tmp_path)) == agent.proc.pid
+        assert cli(tmp_path, "health").returncode == 0
+        assert status.running_pid(dict(doc, start_time=doc["start_time"] + 1), str(tmp_path)) is None
+        assert status.running_pid({k: v for k, v in doc.items() if k != "start_time"}, str(tmp_path)) is None
+        path = tmp_path / "run" / "moby-agent" / "status.json"
+        os.kill(agent.proc.pid, 19)  # SIGSTOP: it cannot rewrite status.json meanwhile
+        try:
+            path.write_text(json.dumps(dict(doc, start_time=doc["start_time"] + 1)))
+            r = cli(tmp_path, "health", "--timeout", "0.2")
+            assert r.returncode == 1 and "is not a running moby-agent" in r.stderr
+        finally:
+            os.kill(agent.proc.pid, 18)  # SIGCONT
+    finally:
+        assert agent.stop() == 0
