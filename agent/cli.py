@@ -291,6 +291,7 @@ def _cmd_run(args: argparse.Namespace, conf: agentconfig.AgentConfig, config_pat
 
     agent = Agent(conf, args.root, lambda: agentconfig.load(config_path, required=explicit))
     if args.once:
+        agent.start_up()
         return 0 if agent.run_pass() else 1
     return agent.run()
 

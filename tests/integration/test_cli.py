@@ -150,3 +150,34 @@ def test_the_running_agent_is_confirmed_by_its_start_time(tmp_path):
             os.kill(agent.proc.pid, 18)  # SIGCONT
     finally:
         assert agent.stop() == 0
+
+
+def test_run_once_removes_a_credentials_file_left_by_a_killed_mount(tmp_path):
+    """Only `run` (the loop) removed it: `run --once` left the 0600 file
+    with a password behind for good."""
+    state_dir = tmp_path / "run" / "moby-agent"
+    state_dir.mkdir(parents=True)
+    (tmp_path / "var" / "lib" / "hyperv").mkdir(parents=True)
+    stale = state_dir / ".credentials-0a1b2c3d4e5f"
+    stale.write_text("username=me\npassword=s3cret\n")
+    r = cli(tmp_path, "run", "--once")
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists()
+    assert "removed a credentials file left by an interrupted mount: .credentials-0a1b2c3d4e5f" in r.stderr
+
+
+def test_run_once_leaves_the_credentials_of_a_running_agent_alone(tmp_path):
+    """A running agent's mount may be using its credentials file right now."""
+    from tests.integration.agentproc import AgentProcess
+
+    (tmp_path / "var" / "lib" / "hyperv").mkdir(parents=True)
+    agent = AgentProcess(tmp_path, log_level="info")
+    try:
+        agent.wait_status(lambda d: d["passes"] >= 1)
+        live = tmp_path / "run" / "moby-agent" / ".credentials-in-use"
+        live.write_text("password=s3cret\n")
+        r = cli(tmp_path, "run", "--once")
+        assert live.exists(), r.stderr
+        assert f"pid {agent.proc.pid}" in r.stderr
+    finally:
+        assert agent.stop() == 0
