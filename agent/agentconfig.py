@@ -12,7 +12,7 @@ import re
 import sys
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, List, Mapping, Tuple, Union
 
 from agent.shares.items import FORBIDDEN, Limits, ShareError, compile_pattern
 from agent.system import UnsafePath, printable, read_bytes_safely
@@ -122,6 +122,10 @@ def _convert(where: str, key: str, value: Any, kind: Any) -> Any:
             raise ConfigError(f"{where}: {key}: expected a list of strings, got {value!r}")
         return tuple(value)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        # Bounded on the integer itself first: float() of a 400-digit
+        # integer raises OverflowError.
+        if key in _BOUNDS:
+            _check_bound(where, key, value)
         return float(value)
     if kind in (int, float) and isinstance(value, bool):
         raise ConfigError(f"{where}: {key}: expected {_TYPE_NAMES[kind]}, got {value!r}")
@@ -166,13 +170,40 @@ _BOUNDS: Dict[str, Tuple[float, float]] = {
     "shares.max_id": (0, 2**32 - 2),
     "shares.mount_timeout": (0.1, 600.0),
 }
+_ZERO_IS_OFF = ("database.poll_seconds", "watch.rescan_seconds")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$")  # a tag, a label, an interface, a program
 _OPTIONS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,:/-]*$")
 
 
-def _number(conf: AgentConfig, dotted: str) -> float:
+def _number(conf: AgentConfig, dotted: str) -> Union[int, float]:
+    """The setting as it was read: an int stays an int (never float(): a
+    huge integer would raise OverflowError), so bounds compare exactly."""
     section, _, name = dotted.partition(".")
-    return float(getattr(getattr(conf, section), name))
+    value: Union[int, float] = getattr(getattr(conf, section), name)
+    return value
+
+
+def _shown(value: Union[int, float]) -> str:
+    """A number for an error message: a huge integer described by its
+    length (str() of one past 4300 digits raises ValueError)."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        digits = int(value.bit_length() * math.log10(2)) + 1
+        return f"{'a negative' if value < 0 else 'an'} integer of about {digits} digits"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _check_bound(where: str, dotted: str, value: Union[int, float]) -> None:
+    """ConfigError unless `value` is finite and within _BOUNDS[dotted]
+    (int and float compare exactly in Python: no conversion)."""
+    low, high = _BOUNDS[dotted]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: {dotted}: expected a finite number, got {value}")
+    if dotted in _ZERO_IS_OFF and value < 0:
+        raise ConfigError(f"{where}: {dotted}: expected 0 (off) or more, got {_shown(value)}")
+    if dotted in _ZERO_IS_OFF and value == 0:
+        return
+    if not low <= value <= high:
+        raise ConfigError(f"{where}: {dotted}: expected {_shown(low)} to {_shown(high)}, got {_shown(value)}")
 
 
 def _word(where: str, key: str, value: str, pattern: "re.Pattern[str]" = _NAME, max_len: int = 255) -> None:
@@ -192,16 +223,8 @@ def _check(conf: AgentConfig, where: str) -> None:
         raise ConfigError(
             f"{where}: log_level: expected one of {', '.join(LOG_LEVELS)}, got {printable(conf.log_level)!r}"
         )
-    for dotted, (low, high) in _BOUNDS.items():
-        value = _number(conf, dotted)
-        if not math.isfinite(value):
-            raise ConfigError(f"{where}: {dotted}: expected a finite number, got {value}")
-        if dotted in ("database.poll_seconds", "watch.rescan_seconds") and value < 0:
-            raise ConfigError(f"{where}: {dotted}: expected 0 (off) or more, got {value:g}")
-        if dotted in ("database.poll_seconds", "watch.rescan_seconds") and value == 0:
-            continue
-        if not low <= value <= high:
-            raise ConfigError(f"{where}: {dotted}: expected {low:g} to {high:g}, got {value:g}")
+    for dotted in _BOUNDS:
+        _check_bound(where, dotted, _number(conf, dotted))
     retry = conf.retry
     if not 0 < retry.min_seconds <= retry.max_seconds:
         raise ConfigError(
@@ -236,17 +259,38 @@ def _check(conf: AgentConfig, where: str) -> None:
         raise ConfigError(f"{where}: shares.mount_pattern: {exc}") from None
     named: List[Tuple[str, str]] = [(f"watch.shares[{i}]", p) for i, p in enumerate(conf.watch.shares)]
     for name, path in _paths(conf) + named:
-        if not path.startswith("/"):
-            raise ConfigError(f"{where}: {name}: expected an absolute path, got {printable(path)!r}")
-        if ".." in path.split("/") or "\0" in path or not path.isprintable() or len(path) > 4096:
-            raise ConfigError(f"{where}: {name}: expected a plain absolute path (no '..'), got {printable(path)!r}")
-    mount_point = conf.database.mount_point.rstrip("/") or "/"
+        _check_path(where, name, path)
+    mount_point = conf.database.mount_point
     if mount_point == "/" or any(mount_point == f or mount_point.startswith(f + "/")
                                  for f in FORBIDDEN if f != "/Database"):
         raise ConfigError(f"{where}: database.mount_point: {printable(mount_point)} is a system directory")
 
 
 _PROGRAM = re.compile(r"^[A-Za-z0-9/][A-Za-z0-9._/+-]*$")
+
+
+def _check_path(where: str, name: str, path: str) -> None:
+    """A configured path must be absolute and in the one spelling the kernel
+    uses ('/D', never '/D/', '/D/.', '//D', '/./D' or '/X/../D').
+
+    Refused rather than normalised: the agent compares these paths as
+    strings with what the kernel reports (mountinfo targets: is /Database
+    mounted?) and with what the host sends (a cifsmount of the database
+    mount point is refused). Normalising here would leave every other
+    reader of the setting (doctor, the CLI, the README's examples) one more
+    place to forget it; refusing keeps a single spelling everywhere, and the
+    message says which one. A reload with such a path keeps the old config.
+    """
+    if not path.startswith("/"):
+        raise ConfigError(f"{where}: {name}: expected an absolute path, got {printable(path)!r}")
+    if "\0" in path or not path.isprintable() or len(path) > 4096:
+        raise ConfigError(f"{where}: {name}: expected a printable path of at most 4096 characters, "
+                          f"got {printable(path)!r}")
+    if path != "/" and any(part in ("", ".", "..") for part in path[1:].split("/")):
+        plain = "/" + "/".join(p for p in path.split("/") if p not in ("", "."))
+        hint = "" if ".." in path.split("/") else f" (write {plain!r})"
+        raise ConfigError(f"{where}: {name}: expected a plain absolute path (no '..', '.', '//' or trailing '/')"
+                          f"{hint}, got {printable(path)!r}")
 
 
 def share_limits(conf: AgentConfig) -> Limits:
@@ -281,6 +325,8 @@ def parse(text: str, where: str = "<string>") -> AgentConfig:
         raise ConfigError(f"{where}: not valid TOML: {printable(exc)}") from None
     except RecursionError:  # deeply nested arrays or tables
         raise ConfigError(f"{where}: not valid TOML: nested too deeply") from None
+    except ValueError as exc:  # an integer past Python's 4300-digit conversion limit
+        raise ConfigError(f"{where}: not valid TOML: {printable(exc)}") from None
     conf: AgentConfig = _build(AgentConfig, data, where, "")
     _check(conf, where)
     return conf

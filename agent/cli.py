@@ -316,6 +316,7 @@ def _cmd_run(args: argparse.Namespace, conf: agentconfig.AgentConfig, config_pat
 
     agent = Agent(conf, args.root, lambda: agentconfig.load(config_path, required=explicit))
     if args.once:
+        agent.start_up()
         return 0 if agent.run_pass() else 1
     return agent.run()
 
@@ -348,10 +349,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         }
         return commands[args.command](args, conf)
     except kvp.KvpError as exc:
-        print(f"moby-agent: {printable(exc)}; nothing was written", file=sys.stderr)
+        writing = args.command == "kvp" and args.kvp_command in ("set", "delete")
+        print(f"moby-agent: {printable(exc)}{'; nothing was written' if writing else ''}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0
     except OSError as exc:  # a path leaving --root, a file that is not one: said, not a traceback
         print(f"moby-agent: {printable(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:  # a file too large for this VM's memory: said, not a traceback
+        print(f"moby-agent: out of memory (moby-agent {args.command})", file=sys.stderr)
         return 1

@@ -320,8 +320,9 @@ class Agent:
     def _reload(self) -> None:
         try:
             new = self._reload_conf()
-        except ConfigError as exc:
-            log.error("reload: %s; keeping the previous configuration", exc)
+        except Exception as exc:  # noqa: BLE001 - a reload never ends the agent (a ConfigError, or any bug)
+            text = str(exc) if isinstance(exc, ConfigError) else f"{type(exc).__name__}: {printable(exc)}"
+            log.error("reload: %s; keeping the previous configuration", text)
             return
         if new.kvp.pool_dir != self.pool_dir:
             log.warning("reload: kvp.pool_dir changes only at restart; keeping %s", self.pool_dir)
@@ -329,6 +330,27 @@ class Agent:
         self._retry_watch = True
         logging.getLogger().setLevel(new.log_level.upper())
         log.info("reload: configuration re-read")
+
+    def start_up(self) -> None:
+        """Before the first pass, for `run` and `run --once` alike: a mount
+        killed mid-way (the agent was SIGKILLed) left its 0600 credentials
+        file, which nothing else will ever remove. Not while another agent
+        runs against this root: its mount may be using one right now."""
+        other = status.running_pid(self._status_doc(), self.root)
+        if other is not None and other != os.getpid():
+            log.warning("agent pid %d is running: its credentials files are left alone", other)
+            return
+        try:
+            for name in remove_stale_credentials(os.path.dirname(under(self.root, self.conf.shares.state_file))):
+                log.warning("removed a credentials file left by an interrupted mount: %s", printable(name))
+        except OSError:
+            pass
+
+    def _status_doc(self) -> Optional[Dict[str, Any]]:
+        try:
+            return status.load(under(self.root, self.conf.status.file))
+        except OSError:
+            return None
 
     def run(self) -> int:
         rfd, wfd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -348,13 +370,7 @@ class Agent:
         import faulthandler
 
         faulthandler.register(signal.SIGUSR2, all_threads=True)
-        # A mount killed mid-way (the agent was SIGKILLed) left its 0600
-        # credentials file: nothing else will ever remove it.
-        try:
-            for name in remove_stale_credentials(os.path.dirname(under(self.root, self.conf.shares.state_file))):
-                log.warning("removed a credentials file left by an interrupted mount: %s", printable(name))
-        except OSError:
-            pass
+        self.start_up()
         try:
             due = True
             while not self._stop:

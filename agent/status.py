@@ -36,10 +36,16 @@ def document(
     capabilities: Mapping[str, Mapping[str, Any]],
     heartbeat: float,
     state: Optional[str] = None,
+    start_time: Optional[int] = None,
 ) -> Dict[str, Any]:
+    """The status document of the agent `pid`. start_time: its start time
+    (/proc/PID/stat field 22), read once for this process when not given;
+    running_pid requires it to match, so a pid reused by another process
+    is never taken for the agent."""
     return {
         "version": __version__,
         "pid": pid,
+        "start_time": start_time if start_time is not None else _start_time_of(pid),
         "started": now_iso(started),
         "state": state or overall(capabilities),
         "passes": passes,
@@ -47,6 +53,19 @@ def document(
         "heartbeat": heartbeat,
         "capabilities": {name: dict(capabilities[name]) for name in CAPABILITIES if name in capabilities},
     }
+
+
+_START_TIMES: Dict[int, Optional[int]] = {}
+
+
+def _start_time_of(pid: int) -> Optional[int]:
+    """process_start_time, read once per pid (the agent writes its status
+    after every pass)."""
+    from agent.system import process_start_time
+
+    if pid not in _START_TIMES:
+        _START_TIMES[pid] = process_start_time(pid)
+    return _START_TIMES[pid]
 
 
 STATUS_LIMIT = 1 << 20
@@ -76,6 +95,9 @@ def _valid(doc: object) -> Optional[Dict[str, Any]]:
         return None
     if "pid" in doc and valid_pid(doc["pid"]) is None:
         doc = dict(doc, pid=None)
+    start = doc.get("start_time")
+    if start is not None and (isinstance(start, bool) or not isinstance(start, int) or start < 0):
+        doc = dict(doc, start_time=None)
     caps = doc.get("capabilities")
     if caps is not None and not (isinstance(caps, dict) and all(isinstance(c, dict) for c in caps.values())):
         return None
@@ -91,20 +113,22 @@ def _valid(doc: object) -> Optional[Dict[str, Any]]:
     return doc
 
 
-def running_pid(doc: Optional[Mapping[str, Any]], root: str = "/") -> Optional[int]:
+def running_pid(doc: Optional[Mapping[str, Any]], root: str = "/", proc: str = "/proc") -> Optional[int]:
     """The pid of the agent that wrote `doc`, only if it is running: not
-    stopped, and /proc confirms the pid is a moby-agent (never a pid <= 1 or
-    a stranger that reused the number) and, under --root, one running
-    against that same root. The one answer to "is the agent running" for
-    status, health, watch and doctor."""
-    from agent.system import AGENT_NAMES, pid_is, process_args, same_root, valid_pid
+    stopped, and /proc confirms the pid is that moby-agent: the start time
+    recorded in `doc` matches (a stranger that reused the number does not)
+    and it runs an agent entry point (system.agent_pid_is; never a pid
+    <= 1, never a program merely named agent) and, under --root, one
+    running against that same root. The one answer to "is the agent
+    running" for status, health, watch and doctor."""
+    from agent.system import agent_pid_is, process_args, same_root, valid_pid
 
     if not doc or doc.get("state") == "stopped":
         return None
     pid = valid_pid(doc.get("pid"))
-    if pid is None or not pid_is(pid, AGENT_NAMES):
+    if pid is None or not agent_pid_is(pid, doc.get("start_time"), proc):
         return None
-    if root not in ("", "/") and not same_root(root, process_args(pid)):
+    if root not in ("", "/") and not same_root(root, process_args(pid, proc)):
         return None
     return pid
 

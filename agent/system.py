@@ -5,7 +5,7 @@ import os
 import stat
 import subprocess
 import time
-from typing import Callable, Iterable, List, Optional, Tuple, Union
+from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 
 class UnsafePath(OSError):
@@ -221,7 +221,7 @@ def read_text(path: str, limit: int = READ_LIMIT) -> Optional[str]:
 
 PID_MAX = 4194304  # the kernel's PID_MAX_LIMIT (64-bit)
 DOCKERD_NAMES = ("dockerd",)
-AGENT_NAMES = ("moby-agent", "agent")  # /usr/bin/moby-agent, python3 -m agent
+AGENT_PROGRAM = "/usr/bin/moby-agent"  # packaging/moby-agent, as `make install` puts it
 
 
 def valid_pid(value: object) -> Optional[int]:
@@ -285,6 +285,110 @@ def pid_is(pid: object, names: Iterable[str], proc: str = "/proc") -> bool:
         if rest and rest[0] != "-m" and os.path.basename(rest[0]) in wanted:
             return True
     return False
+
+
+# ---- is this pid the agent that wrote status.json? --------------------------
+
+_PYTHON_OPTIONS_WITH_VALUE = ("-W", "-X", "--check-hash-based-pycs")
+
+
+def agent_home() -> str:
+    """The directory this agent package is installed in (its parent):
+    /usr/lib/moby-agent once installed, the checkout in tests."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _has_agent_package(directory: str) -> bool:
+    return os.path.isfile(os.path.join(directory, "agent", "__main__.py"))
+
+
+def is_agent_command(argv: List[str], cwd: Optional[str], pythonpath: str, home: str,
+                     has_package: Callable[[str], bool] = _has_agent_package) -> bool:
+    """Whether a process's argv (with its working directory and PYTHONPATH)
+    runs this agent through one of its real entry points:
+    /usr/bin/moby-agent (run by python3 through its #! line, or directly),
+    home/agent/__main__.py, or `python3 -m agent` where the package -m
+    finds first (in the working directory, then PYTHONPATH: has_package
+    says where one is; injected in tests) is the one in `home`.
+    Not a program merely named `agent` or `moby-agent` (a copy of sleep),
+    nor `python3 -m agent` importing some other package called agent."""
+    if not argv:
+        return False
+    if argv[0] == AGENT_PROGRAM:
+        return True
+    if not os.path.basename(argv[0]).startswith("python"):
+        return False
+    rest = argv[1:]
+    while rest and rest[0].startswith("-") and rest[0] not in ("-m", "-c", "-"):
+        takes_value = rest[0] in _PYTHON_OPTIONS_WITH_VALUE
+        rest = rest[2:] if takes_value else rest[1:]  # interpreter options (-u, -B, -X dev...)
+    if not rest:
+        return False
+    if rest[0] == "-m":
+        if len(rest) < 2 or rest[1] != "agent":
+            return False
+        for d in [cwd or ""] + pythonpath.split(":"):
+            if d and os.path.isabs(d) and has_package(d):
+                return os.path.normpath(d) == os.path.normpath(home)  # the first one found is imported
+        return False
+    if rest[0] in ("-c", "-"):
+        return False
+    script = os.path.normpath(os.path.join(cwd or "/", rest[0]))
+    return script in (AGENT_PROGRAM, os.path.join(home, "agent", "__main__.py"))
+
+
+def parse_start_time(stat_line: bytes) -> Optional[int]:
+    """Pure: a process's start time (field 22 of /proc/PID/stat, clock ticks
+    after boot). The fields are counted after the LAST ')': comm (field 2,
+    in parentheses) may itself hold spaces and parentheses. None when the
+    text is not such a line."""
+    end = stat_line.rfind(b")")
+    if end < 0:
+        return None
+    fields = stat_line[end + 1:].split()
+    if len(fields) < 20:  # fields 3 (state) to 22 (starttime)
+        return None
+    value = fields[19]
+    return int(value) if value.isdigit() and len(value) <= 20 else None
+
+
+def process_start_time(pid: int, proc: str = "/proc") -> Optional[int]:
+    """A process's start time from /proc/PID/stat (parse_start_time), or
+    None when it is not running or unreadable."""
+    checked = valid_pid(pid)
+    raw = _proc_read(os.path.join(proc, str(checked), "stat")) if checked else None
+    return parse_start_time(raw) if raw else None
+
+
+def _proc_environ(pid: int, proc: str) -> Dict[str, str]:
+    raw = _proc_read(os.path.join(proc, str(pid), "environ")) or b""
+    env: Dict[str, str] = {}
+    for entry in raw.split(b"\0"):
+        key, sep, value = entry.partition(b"=")
+        if sep:
+            env[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+    return env
+
+
+def agent_pid_is(pid: object, start_time: object, proc: str = "/proc", home: Optional[str] = None) -> bool:
+    """Whether `pid` is the agent that recorded `start_time` (its own
+    process_start_time, written into status.json): the start time must
+    match (a reused pid never does) and the process must run one of the
+    agent's entry points (is_agent_command)."""
+    checked = valid_pid(pid)
+    if checked is None or isinstance(start_time, bool) or not isinstance(start_time, int):
+        return False
+    if process_start_time(checked, proc) != start_time:
+        return False
+    argv = process_args(checked, proc)
+    try:
+        cwd: Optional[str] = os.readlink(os.path.join(proc, str(checked), "cwd"))
+    except OSError:
+        cwd = None
+    pythonpath = _proc_environ(checked, proc).get("PYTHONPATH", "")
+    if not is_agent_command(argv, cwd, pythonpath, home or agent_home()):
+        return False
+    return process_start_time(checked, proc) == start_time  # still the same process
 
 
 def process_args(pid: int, proc: str = "/proc") -> List[str]:

@@ -9,6 +9,7 @@ from agent.kvp.codec import (
     GUEST_POOL,
     HOST_POOL,
     KEY_SIZE,
+    MAX_POOL_BYTES,
     POOL_COUNT,
     RECORD_SIZE,
     VALUE_SIZE,
@@ -27,6 +28,6 @@ from agent.kvp.codec import (
 
 __all__ = [
     "GUEST_POOL", "HOST_POOL", "KEY_SIZE", "POOL_COUNT", "RECORD_SIZE", "VALUE_SIZE", "Item", "KvpError",
-    "KvpLockWait", "Pool",
+    "KvpLockWait", "MAX_POOL_BYTES", "Pool",
     "check_item", "decode", "encode", "pool_path", "read_pool", "update_pool", "write_guest_items",
 ]

@@ -135,10 +135,24 @@ def encode(items: Iterable[Item]) -> bytes:
     return bytes(out)
 
 
-def _read_all(fd: int) -> bytes:
+# The largest pool file read or written. hv_kvp_daemon grows a pool in
+# blocks of 50 records (128,000 bytes); 100,000 items are 256 MB. Twice that
+# is far above any real pool, and a sparse or runaway file (1 TB: a
+# MemoryError) is refused before a buffer of its size is asked for.
+MAX_POOL_BYTES = 512 << 20
+
+
+def _too_large(path: str, size: int) -> KvpError:
+    return KvpError(f"{printable(path)}: {size} bytes, larger than any pool (at most {MAX_POOL_BYTES}); not read")
+
+
+def _read_all(fd: int, path: str) -> bytes:
     """The whole file, read into one buffer of its size (chunks joined at
-    the end would hold the pool twice: 2x memory for a large pool)."""
+    the end would hold the pool twice: 2x memory for a large pool). A file
+    over MAX_POOL_BYTES, at the start or grown meanwhile, is a KvpError."""
     size = os.fstat(fd).st_size
+    if size > MAX_POOL_BYTES:
+        raise _too_large(path, size)
     buf = bytearray(size)
     view = memoryview(buf)
     done = 0
@@ -154,6 +168,8 @@ def _read_all(fd: int) -> bytes:
         if not more:
             return buf  # type: ignore[return-value]  # a bytearray serves wherever bytes are read
         buf += more
+        if len(buf) > MAX_POOL_BYTES:
+            raise _too_large(path, os.fstat(fd).st_size)
 
 
 _LOCK_POLL = 0.05  # seconds between tries while another process holds the lock
@@ -226,7 +242,7 @@ def read_pool(path: str, should_stop: Optional[Callable[[], bool]] = None, timeo
         return Pool(())
     try:
         _lock(fd, False, path, should_stop, timeout)
-        return decode(_read_all(fd))
+        return decode(_read_all(fd, path))
     except OSError as exc:
         raise KvpError(f"{printable(path)}: cannot read: {exc.strerror or exc}") from None
     finally:
@@ -274,7 +290,7 @@ def update_pool(path: str, changes: Mapping[str, Optional[str]], create: bool = 
         raise KvpError(str(exc).replace("cannot open", "cannot open for writing", 1)) from None
     try:
         _lock(fd, True, path, should_stop, timeout)
-        raw = _read_all(fd)
+        raw = _read_all(fd, path)
         current = decode(raw)
         items = dict(current.items)
         for key, value in changes.items():

@@ -68,6 +68,17 @@ def test_bad_config_file_names_file_key_and_expectation(tmp_path):
     assert f"{cfg}: host.address: expected a string, got 5" in r.stderr
 
 
+def test_a_huge_integer_in_the_config_is_a_config_error_not_a_traceback(tmp_path):
+    cfg = tmp_path / "etc" / "moby-agent" / "agent.toml"
+    cfg.parent.mkdir(parents=True)
+    for key in ("[shares]\nmax_id", "[watch]\nmax_dirs", "[watch]\nsettle_ms"):
+        cfg.write_text(f"{key} = 1{'0' * 400}\n")
+        r = cli(tmp_path, "run", "--once")
+        assert r.returncode == 2, r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1
+        assert f"{cfg}: {key.split(chr(10))[0][1:-1]}." in r.stderr and "integer of about 401 digits" in r.stderr
+
+
 def test_run_once_fails_when_an_action_fails_and_never_mounts_under_root(tmp_path):
     pool_dir = tmp_path / "var" / "lib" / "hyperv"
     pool_dir.mkdir(parents=True)
@@ -77,3 +88,96 @@ def test_run_once_fails_when_an_action_fails_and_never_mounts_under_root(tmp_pat
     assert "not done under --root" in r.stderr and "mount /c failed" in r.stderr
     assert not (tmp_path / "c").exists()
     assert cli(tmp_path, "run", "--once").returncode == 1  # still failing: not silently dropped
+
+
+def test_kvp_dump_of_a_sparse_terabyte_pool_is_one_line_not_a_traceback(tmp_path):
+    pool_dir = tmp_path / "var" / "lib" / "hyperv"
+    pool_dir.mkdir(parents=True)
+    with open(pool_dir / ".kvp_pool_0", "wb") as f:
+        f.truncate(1 << 40)
+    for args in (("kvp", "dump"), ("kvp", "get", "cifsmount"), ("kvp", "set", "k", "v", "--pool", "1")):
+        if args[1] == "set":
+            with open(pool_dir / ".kvp_pool_1", "wb") as f:
+                f.truncate(1 << 40)
+        r = cli(tmp_path, *args)
+        assert r.returncode == 1, r.stderr
+        assert "Traceback" not in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "1099511627776 bytes, larger than any pool" in r.stderr
+    r = cli(tmp_path, "plan")
+    assert r.returncode == 0
+    assert f"problem: {pool_dir}/.kvp_pool_0: 1099511627776 bytes, larger than any pool" in r.stdout
+
+
+def test_the_cli_never_prints_a_traceback_for_memory_or_os_errors(tmp_path, monkeypatch, capsys):
+    from agent import cli as agent_cli
+
+    for exc in (MemoryError(), OSError(5, "Input/output error"), kvp.KvpError("pool: broken")):
+        def broken(*args, _exc=exc, **kw):
+            raise _exc
+
+        monkeypatch.setattr(kvp, "read_pool", broken)
+        code = agent_cli.main(["--root", str(tmp_path), "kvp", "dump"])
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.splitlines()) == 1 and err.startswith("moby-agent: "), err
+
+
+def test_the_running_agent_is_confirmed_by_its_start_time(tmp_path):
+    """The real agent (python -m agent with this checkout on PYTHONPATH) is
+    confirmed; the same pid with another start time (a reused pid) is not,
+    and health then signals nothing."""
+    import json
+
+    from agent import status
+    from agent.system import process_start_time
+    from tests.integration.agentproc import AgentProcess
+
+    (tmp_path / "var" / "lib" / "hyperv").mkdir(parents=True)
+    agent = AgentProcess(tmp_path, log_level="info")
+    try:
+        doc = agent.wait_status(lambda d: d["passes"] >= 1)
+        assert doc["start_time"] == process_start_time(agent.proc.pid)
+        assert status.running_pid(doc, str(tmp_path)) == agent.proc.pid
+        assert cli(tmp_path, "health").returncode == 0
+        assert status.running_pid(dict(doc, start_time=doc["start_time"] + 1), str(tmp_path)) is None
+        assert status.running_pid({k: v for k, v in doc.items() if k != "start_time"}, str(tmp_path)) is None
+        path = tmp_path / "run" / "moby-agent" / "status.json"
+        os.kill(agent.proc.pid, 19)  # SIGSTOP: it cannot rewrite status.json meanwhile
+        try:
+            path.write_text(json.dumps(dict(doc, start_time=doc["start_time"] + 1)))
+            r = cli(tmp_path, "health", "--timeout", "0.2")
+            assert r.returncode == 1 and "is not a running moby-agent" in r.stderr
+        finally:
+            os.kill(agent.proc.pid, 18)  # SIGCONT
+    finally:
+        assert agent.stop() == 0
+
+
+def test_run_once_removes_a_credentials_file_left_by_a_killed_mount(tmp_path):
+    """Only `run` (the loop) removed it: `run --once` left the 0600 file
+    with a password behind for good."""
+    state_dir = tmp_path / "run" / "moby-agent"
+    state_dir.mkdir(parents=True)
+    (tmp_path / "var" / "lib" / "hyperv").mkdir(parents=True)
+    stale = state_dir / ".credentials-0a1b2c3d4e5f"
+    stale.write_text("username=me\npassword=s3cret\n")
+    r = cli(tmp_path, "run", "--once")
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists()
+    assert "removed a credentials file left by an interrupted mount: .credentials-0a1b2c3d4e5f" in r.stderr
+
+
+def test_run_once_leaves_the_credentials_of_a_running_agent_alone(tmp_path):
+    """A running agent's mount may be using its credentials file right now."""
+    from tests.integration.agentproc import AgentProcess
+
+    (tmp_path / "var" / "lib" / "hyperv").mkdir(parents=True)
+    agent = AgentProcess(tmp_path, log_level="info")
+    try:
+        agent.wait_status(lambda d: d["passes"] >= 1)
+        live = tmp_path / "run" / "moby-agent" / ".credentials-in-use"
+        live.write_text("password=s3cret\n")
+        r = cli(tmp_path, "run", "--once")
+        assert live.exists(), r.stderr
+        assert f"pid {agent.proc.pid}" in r.stderr
+    finally:
+        assert agent.stop() == 0

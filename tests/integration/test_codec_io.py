@@ -124,3 +124,38 @@ def test_a_failed_write_is_a_kvp_error_naming_the_file(tmp_path, monkeypatch, er
     with pytest.raises(kvp.KvpError, match=message) as info:
         kvp.update_pool(str(path), {"a": "2"})
     assert str(path) in str(info.value)
+
+
+def test_a_pool_file_larger_than_the_cap_is_a_kvp_error_not_a_memory_error(tmp_path):
+    """A sparse 1 TB pool file: bytearray(size) raised MemoryError. The cap
+    is a KvpError naming the file and its size, for a read and a write, and
+    the pool capability's problem in the loop."""
+    from agent.kvp.hostitems import observe_pools
+
+    for pool in (0, 1):
+        with open(tmp_path / f".kvp_pool_{pool}", "wb") as f:
+            f.truncate(1 << 40)
+    with pytest.raises(kvp.KvpError) as info:
+        kvp.read_pool(str(tmp_path / ".kvp_pool_0"))
+    assert str(info.value) == (f"{tmp_path / '.kvp_pool_0'}: 1099511627776 bytes, larger than any pool "
+                               f"(at most {kvp.MAX_POOL_BYTES}); not read")
+    with pytest.raises(kvp.KvpError, match="1099511627776 bytes, larger than any pool"):
+        kvp.write_guest_items(str(tmp_path), 1, {"k": "v"})
+    assert os.stat(tmp_path / ".kvp_pool_1").st_size == 1 << 40  # nothing written
+    exists, pools, errors = observe_pools(str(tmp_path))
+    assert exists and pools[0].items == () and [n for n, _ in errors] == [0, 1]
+    assert "larger than any pool" in errors[0][1]
+
+
+def test_the_pool_cap_is_exact(tmp_path, monkeypatch):
+    from agent.kvp import codec
+
+    assert kvp.MAX_POOL_BYTES >= 100_000 * kvp.RECORD_SIZE  # 100,000 items, 256 MB, are read
+    monkeypatch.setattr(codec, "MAX_POOL_BYTES", 3 * kvp.RECORD_SIZE)
+    path = tmp_path / ".kvp_pool_0"
+    path.write_bytes(kvp.encode([("a", "1"), ("b", "2"), ("c", "3")]))
+    assert kvp.read_pool(str(path)).as_dict() == {"a": "1", "b": "2", "c": "3"}
+    with open(path, "ab") as f:
+        f.write(b"x")
+    with pytest.raises(kvp.KvpError, match=f"{3 * kvp.RECORD_SIZE + 1} bytes, larger than any pool"):
+        kvp.read_pool(str(path))

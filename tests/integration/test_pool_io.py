@@ -157,6 +157,38 @@ def test_sighup_rereads_the_config(root):
         assert agent.stop() == 0
 
 
+def test_sighup_with_a_huge_integer_keeps_the_agent_and_its_config(root):
+    """A 400-digit integer (float() raised OverflowError: the agent exited
+    1 with a traceback) is refused and the running config kept."""
+    cfg = root / "etc" / "moby-agent" / "agent.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text('log_level = "info"\n[docker]\ndaemon_json = "/etc/docker/kept.json"\n')
+    (cfg.parent / "daemon.json.d").mkdir()
+    (cfg.parent / "daemon.json.d" / "10.json").write_text('{"debug": true}')
+    agent = AgentProcess(root, log_level="info")
+    kept = root / "etc" / "docker" / "kept.json"
+    try:
+        agent.wait_status(lambda d: d["passes"] >= 1)
+        assert kept.exists()
+        for key in ("[shares]\nmax_id", "[watch]\nmax_dirs", "[watch]\nsettle_ms"):
+            cfg.write_text(f'log_level = "info"\n{key} = 1{"0" * 400}\n')
+            agent.proc.send_signal(signal.SIGHUP)
+            line = agent.wait_for("keeping the previous configuration")
+            assert "integer of about 401 digits" in line
+        kept.unlink()
+        agent.proc.send_signal(signal.SIGHUP)  # a pass: with the kept config, kept.json again
+        agent.wait_for("keeping the previous configuration")
+        for _ in range(100):
+            if kept.exists():
+                break
+            time.sleep(0.05)
+        assert kept.exists() and not (root / "etc" / "docker" / "daemon.json").exists()
+        assert agent.proc.poll() is None
+    finally:
+        assert agent.stop() == 0
+    assert "Traceback" not in "\n".join(agent.seen)
+
+
 def test_idle_agent_never_wakes(root):
     # 6 s: longer than any plausible poll (1, 2, 3 or 5 s), so that a timer
     # in any of the agent's threads is seen; a 3 s select timeout in loop.py

@@ -64,3 +64,41 @@ def test_any_text_gives_settings_or_config_error(text):
         agentconfig.parse(text)
     except agentconfig.ConfigError:
         pass
+
+
+HUGE = "1" + "0" * 400
+
+
+@pytest.mark.parametrize(
+    "text, key, bound",
+    [
+        (f"[shares]\nmax_id = {HUGE}", "shares.max_id", "0 to 4294967294"),
+        (f"[shares]\nmax_id = -{HUGE}", "shares.max_id", "0 to 4294967294"),
+        (f"[watch]\nmax_dirs = {HUGE}", "watch.max_dirs", "1 to 100000"),
+        (f"[watch]\nsettle_ms = {HUGE}", "watch.settle_ms", "0 to 1000"),
+        (f"[retry]\nmax_seconds = {HUGE}", "retry.max_seconds", "0.01 to 86400"),
+        (f"[database]\npoll_seconds = {HUGE}", "database.poll_seconds", "0 to 86400"),
+        (f"[docker]\nverify_timeout = -{HUGE}", "docker.verify_timeout", "0.1 to 600"),
+    ],
+)
+def test_a_huge_integer_is_refused_with_its_bound(text, key, bound):
+    """float() of a 400-digit integer raises OverflowError: the bound is
+    checked on the integer itself, and the error names file, key and bound."""
+    with pytest.raises(agentconfig.ConfigError) as info:
+        agentconfig.parse(text, "/etc/moby-agent/agent.toml")
+    message = str(info.value)
+    assert message.startswith(f"/etc/moby-agent/agent.toml: {key}: expected {bound}, got ")
+    assert len(message) < 200  # the number is described, not printed in full
+
+
+def test_an_integer_too_long_for_python_to_read_is_a_config_error():
+    # tomllib raises ValueError (int_max_str_digits) past 4300 digits.
+    with pytest.raises(agentconfig.ConfigError, match="not valid TOML"):
+        agentconfig.parse("[shares]\nmax_id = 1" + "0" * 5000, "/etc/moby-agent/agent.toml")
+
+
+def test_integer_bounds_are_exact():
+    assert agentconfig.parse("[shares]\nmax_id = 4294967294").shares.max_id == 2**32 - 2
+    with pytest.raises(agentconfig.ConfigError, match="shares.max_id: expected 0 to 4294967294, got 4294967295"):
+        agentconfig.parse("[shares]\nmax_id = 4294967295")
+    assert agentconfig.parse("[watch]\nsettle_ms = 0").watch.settle_ms == 0

@@ -20,10 +20,11 @@ from hypothesis import strategies as st
 from agent import kvp, system
 from agent.shares.items import ShareError, parse_mount, redact_item, redact_url
 from agent.system import (
-    AGENT_NAMES,
     DOCKERD_NAMES,
+    agent_pid_is,
     pid_is,
     printable,
+    process_start_time,
     read_bytes_safely,
     read_pid,
     read_text,
@@ -225,7 +226,7 @@ def test_only_the_process_meant_is_signalled(tmp_path):
     proc, log = _canary(tmp_path)
     try:
         assert not pid_is(proc.pid, DOCKERD_NAMES)
-        assert not pid_is(proc.pid, AGENT_NAMES)
+        assert not agent_pid_is(proc.pid, process_start_time(proc.pid))
         assert not signal_confirmed(proc.pid, DOCKERD_NAMES, signal.SIGHUP)
         assert not signal_confirmed(-1, DOCKERD_NAMES, signal.SIGHUP)
         assert not signal_confirmed(0, DOCKERD_NAMES, signal.SIGHUP)
@@ -237,7 +238,7 @@ def test_only_the_process_meant_is_signalled(tmp_path):
         proc.wait()
 
 
-def test_pid_is_knows_the_agent_and_dockerd_by_proc(tmp_path):
+def test_pid_is_knows_dockerd_by_proc_and_a_stray_agent_package_is_not_the_agent(tmp_path):
     pkg = tmp_path / "agent"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -250,10 +251,11 @@ def test_pid_is_knows_the_agent_and_dockerd_by_proc(tmp_path):
         assert agent.stdout.readline().strip() == b"up"
         time.sleep(0.1)
         assert pid_is(dockerd.pid, DOCKERD_NAMES)
-        assert pid_is(agent.pid, AGENT_NAMES)
+        # `python -m agent` of a package that is not this one (tests/unit/test_agent_pid.py)
+        assert not agent_pid_is(agent.pid, process_start_time(agent.pid))
         assert not pid_is(agent.pid, DOCKERD_NAMES)
         assert pid_is(os.getpid(), ["pytest"]) or pid_is(os.getpid(), [os.path.basename(sys.argv[0])])
-        assert not pid_is(dockerd.pid, AGENT_NAMES)
+        assert not agent_pid_is(dockerd.pid, process_start_time(dockerd.pid))
     finally:
         for p in (agent, dockerd):
             p.kill()

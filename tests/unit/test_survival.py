@@ -70,3 +70,35 @@ def test_a_pass_that_raises_does_not_end_the_agent(tmp_path, monkeypatch, caplog
     assert len([r for r in caplog.records if r.exc_info]) == 1  # once per distinct failure
     agent._safe_pass()
     assert agent.passes == 1 and agent.capabilities["pool"]["state"] == "ok"
+
+
+def test_a_reload_that_raises_anything_keeps_the_previous_config(tmp_path, caplog):
+    """SIGHUP with a config whose reading raises something other than
+    ConfigError (an OverflowError from a huge integer, once) is logged once
+    and the old config stays: the agent does not exit."""
+    from agent import agentconfig
+
+    old = agentconfig.parse('[docker]\ndaemon_json = "/etc/docker/old.json"\n')
+
+    def broken():
+        raise OverflowError("int too large to convert to float")
+
+    agent = Agent(old, str(fixture(tmp_path)), broken)
+    with caplog.at_level(logging.ERROR, logger="moby-agent"):
+        agent._reload()
+    assert agent.conf is old
+    kept = [r for r in caplog.records if "keeping the previous configuration" in r.getMessage()]
+    assert len(kept) == 1 and "OverflowError" in kept[0].getMessage()
+
+
+def test_a_reload_of_a_huge_integer_keeps_the_previous_config(tmp_path, caplog):
+    from agent import agentconfig
+
+    cfg = tmp_path / "agent.toml"
+    cfg.write_text("[shares]\nmax_id = 1" + "0" * 400 + "\n")
+    old = AgentConfig()
+    agent = Agent(old, str(fixture(tmp_path)), lambda: agentconfig.load(str(cfg), required=True))
+    with caplog.at_level(logging.ERROR, logger="moby-agent"):
+        agent._reload()
+    assert agent.conf is old
+    assert any("shares.max_id: expected 0 to 4294967294" in r.getMessage() for r in caplog.records)
