@@ -24,6 +24,7 @@ from agent.settings.plan import (
     copied_to,
     text_keys,
 )
+from agent.shares import mountinfo
 from agent.shares.mountinfo import MountEntry
 from agent.system import printable, read_text, run_command, under, write_atomic
 
@@ -105,7 +106,7 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
     problems: List[Problem] = []
     name = database.parse_cmdline(_read(under(root, dbs.cmdline), dbs.cmdline, "database", problems) or "",
                                   dbs.label)
-    mounted = any(m.target == dbs.mount_point for m in mounts)
+    mounted = mountinfo.is_mounted(mounts, dbs.mount_point)
     tree: Optional[Dict[str, Union[str, bytes]]] = None
     error = None
     if name is not None and mounted:
@@ -125,8 +126,11 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
         names = daemonjson.dropin_names(os.listdir(dropin_dir))
     except OSError:
         names = []
-    dropins = tuple((n, _read(os.path.join(dropin_dir, n), f"{conf.docker.dropin_dir}/{n}", "docker_config",
-                              problems) or "") for n in names)
+    # A drop-in that cannot be read (a FIFO, a symlink) is its own problem
+    # and is left out: read as "" it failed the whole render as bad JSON.
+    read_dropins = ((n, _read(os.path.join(dropin_dir, n), f"{conf.docker.dropin_dir}/{n}", "docker_config",
+                              problems)) for n in names)
+    dropins = tuple((n, text) for n, text in read_dropins if text is not None)
     files: Dict[str, Optional[bytes]] = {}
     for key in list(tree or {}):
         target = copied_to(key)

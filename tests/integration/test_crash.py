@@ -29,7 +29,7 @@ SLOWIO = REPO / "tests" / "integration" / "slowio"
 
 
 def doc(tag):
-    return {"debug": tag == "a", "labels": [f"{tag}-label-{i:05d}" for i in range(3000)]}
+    return {"debug": tag == "a", "labels": [f"{tag}-label={i:05d}" for i in range(3000)]}
 
 
 def crash_root(root):

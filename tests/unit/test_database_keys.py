@@ -1,6 +1,7 @@
 """Issue 16 item 3: one bad key is a problem for that key only; the rest of
 the database still applies. Read from a real tree, planned as a pass does."""
 
+import json
 import os
 import socket
 
@@ -62,3 +63,21 @@ def test_host_port_names_are_keys_and_other_colons_are_not():
         except database.DatabaseError:
             continue
         raise AssertionError(bad)
+
+
+def test_an_unreadable_drop_in_is_its_own_problem_and_the_others_apply(tmp_path):
+    """A FIFO among the drop-ins: reported, left out; the readable drop-in
+    still renders (read as "" it failed the whole daemon.json as bad JSON)."""
+    dropins = tmp_path / "etc/moby-agent/daemon.json.d"
+    dropins.mkdir(parents=True)
+    (dropins / "10-debug.json").write_text('{"debug": true}')
+    os.mkfifo(dropins / "20-fifo.json")
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc/cmdline").write_text("quiet\n")
+    inputs = observe_host(AgentConfig(), str(tmp_path), (), live=False)
+    conf = AgentConfig()
+    part = plan_host(inputs, mount_point="/Database", tag="db", options="x", daemon_json=conf.docker.daemon_json)
+    assert [p.subject for p in part.problems if p.capability == "docker_config"] == \
+        ["/etc/moby-agent/daemon.json.d/20-fifo.json"], part.problems
+    writes = {a.path: a for a in part.actions if a.name() == "write-file"}
+    assert json.loads(writes["/etc/docker/daemon.json"].content) == {"debug": True}
