@@ -623,12 +623,26 @@ def changed_keys(old: Optional[str], new: Mapping[str, Any]) -> FrozenSet[str]:
     return frozenset(k for k in set(before) | set(new) if before.get(k) != new.get(k))
 
 
-def how_to_apply(changed: FrozenSet[str], running: bool) -> str:
+def removed_keys(old: Optional[str], new: Mapping[str, Any]) -> FrozenSet[str]:
+    """Top-level keys the old daemon.json had and the new one has not."""
+    from agent.system import loads_limited
+
+    try:
+        before = loads_limited(old) if old else {}
+    except ValueError:
+        return frozenset()
+    return frozenset(set(before) - set(new)) if isinstance(before, dict) else frozenset()
+
+
+def how_to_apply(changed: FrozenSet[str], running: bool, removed: FrozenSet[str] = frozenset()) -> str:
     """'none' (dockerd not running, or nothing changed), 'reload' (SIGHUP:
-    every changed key is reloadable) or 'restart'."""
+    every changed key is reloadable) or 'restart'. A key removed from the
+    file needs a restart even when SIGHUP reloads it: dockerd's reload sets
+    only the keys the file has and keeps the rest (labels, debug and the
+    registries stayed as they were; seen with the guest's dockerd 20.10)."""
     if not running or not changed:
         return "none"
-    return "reload" if changed <= RELOADABLE else "restart"
+    return "reload" if changed <= RELOADABLE and not removed else "restart"
 
 
 def version_of(text: str) -> Tuple[int, int]:
@@ -640,17 +654,18 @@ def version_of(text: str) -> Tuple[int, int]:
     return (20, 10)
 
 
-def expected_info(doc: Mapping[str, Any]) -> Dict[str, Any]:
-    """What /info must show once doc is in effect (the keys we can check)."""
+def expected_info(doc: Mapping[str, Any], removed: FrozenSet[str] = frozenset()) -> Dict[str, Any]:
+    """What /info must show once doc is in effect (the keys we can check);
+    a removed key, its default."""
     out: Dict[str, Any] = {}
-    if "debug" in doc:
-        out["Debug"] = doc["debug"]
+    if "debug" in doc or "debug" in removed:
+        out["Debug"] = doc.get("debug", False)
     if "insecure-registries" in doc:
         out["insecure"] = sorted(doc["insecure-registries"])
-    if "registry-mirrors" in doc:
-        out["mirrors"] = [m.rstrip("/") + "/" for m in doc["registry-mirrors"]]
-    if "labels" in doc:
-        out["Labels"] = sorted(doc["labels"])
+    if "registry-mirrors" in doc or "registry-mirrors" in removed:
+        out["mirrors"] = sorted(m.rstrip("/") + "/" for m in doc.get("registry-mirrors", []))
+    if "labels" in doc or "labels" in removed:
+        out["Labels"] = sorted(doc.get("labels", []))
     return out
 
 
@@ -669,11 +684,15 @@ def differences(info: Mapping[str, Any], expected: Mapping[str, Any]) -> List[st
         for m in expected["mirrors"]:
             if m not in mirrors:
                 diffs.append(f"mirror {m} is not in /info")
+        for m in sorted(set(mirrors) - set(expected["mirrors"])):
+            diffs.append(f"mirror {m} is still in /info")
     if "Labels" in expected:
         labels = info.get("Labels") or []
         for label in expected["Labels"]:
             if label not in labels:
                 diffs.append(f"label {label} is not in /info")
+        for label in sorted(set(labels) - set(expected["Labels"])):
+            diffs.append(f"label {label} is still in /info")
     return diffs
 
 

@@ -188,6 +188,8 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
     elif inputs.proxy_env is not None:
         env_wanted = proxy.env_file({})  # the host removed them, or dockerd takes them in daemon.json now
     changed: FrozenSet[str] = frozenset()
+    removed: FrozenSet[str] = frozenset()
+    shown: Dict[str, Any] = {}  # the daemon.json to be in effect, for /info's check
     doc: Dict[str, Any] = {}
     writes: List[Action] = []
     if env_wanted is not None and env_wanted != inputs.proxy_env:
@@ -211,14 +213,16 @@ def plan_host(inputs: HostInputs, *, mount_point: str, tag: str, options: str, d
                 mode = 0o600 if proxy.has_secret(doc.get("proxies") or {}) else 0o644  # a proxy password in it
                 writes.insert(0, WriteFile(daemon_json, content.encode(), "daemon.json layers", "docker_config", mode))
                 changed |= daemonjson.changed_keys(inputs.daemon_json, doc)
+                removed = daemonjson.removed_keys(inputs.daemon_json, doc)
+                shown = dict(doc)
             else:
                 notes["docker_config"] = Note("daemon.json up to date")
     if writes:
         actions.extend(writes)
         what = " and ".join(a.path for a in writes if isinstance(a, WriteFile))
-        how = daemonjson.how_to_apply(changed, inputs.dockerd_running)
+        how = daemonjson.how_to_apply(changed, inputs.dockerd_running, removed)
         if how != "none":
-            actions.append(ApplyDocker(how, tuple(sorted(changed)), daemonjson.expected_info(doc)))
+            actions.append(ApplyDocker(how, tuple(sorted(changed)), daemonjson.expected_info(shown, removed)))
             notes["docker_config"] = Note(f"writing {what}, then {how}")
         else:
             notes["docker_config"] = Note(f"writing {what}; dockerd not running: applies at its next start")

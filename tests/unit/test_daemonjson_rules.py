@@ -151,7 +151,7 @@ def test_expected_info_and_differences():
     expected = daemonjson.expected_info(doc)
     assert expected == {"Debug": True, "insecure": ["r1", "r2:5000"], "mirrors": ["https://m/", "https://n/"],
                         "Labels": ["a=1", "b=2"]}
-    info = {"Debug": True, "Labels": ["a=1", "b=2", "other"],
+    info = {"Debug": True, "Labels": ["b=2", "a=1"],
             "RegistryConfig": {"IndexConfigs": {"r1": {"Secure": False}, "r2:5000": {"Secure": False}},
                                "Mirrors": ["https://m/", "https://n/"]}}
     assert daemonjson.differences(info, expected) == []
@@ -164,6 +164,24 @@ def test_expected_info_and_differences():
     assert daemonjson.differences({}, {}) == []
     assert daemonjson.differences({}, daemonjson.expected_info({"debug": False}))[0] == "Debug is None, want False"
     assert daemonjson.expected_info({}) == {}
+
+
+def test_a_removed_key_is_a_restart_and_its_default_is_checked():
+    """dockerd's SIGHUP sets only the keys the file has: a label or a mirror
+    taken out of daemon.json stayed in /info (the guest's dockerd 20.10)."""
+    old = '{"debug": true, "labels": ["a=1"], "registry-mirrors": ["https://m"]}'
+    removed = daemonjson.removed_keys(old, {})
+    assert removed == {"debug", "labels", "registry-mirrors"}
+    assert daemonjson.removed_keys('{"debug": true}', {"debug": False}) == frozenset()
+    assert daemonjson.removed_keys("not json", {}) == frozenset()
+    assert daemonjson.how_to_apply(frozenset({"labels"}), True, frozenset({"labels"})) == "restart"
+    assert daemonjson.how_to_apply(frozenset({"labels"}), True, frozenset()) == "reload"
+    expected = daemonjson.expected_info({}, removed)
+    assert expected == {"Debug": False, "mirrors": [], "Labels": []}
+    stale = {"Debug": True, "Labels": ["a=1"], "RegistryConfig": {"Mirrors": ["https://m/"]}}
+    assert daemonjson.differences(stale, expected) == [
+        "Debug is True, want False", "mirror https://m/ is still in /info", "label a=1 is still in /info"]
+    assert daemonjson.differences({"Debug": False, "Labels": [], "RegistryConfig": {"Mirrors": []}}, expected) == []
 
 
 def test_proxies_from_a_drop_in_and_with_other_keys_for_docker_23():
