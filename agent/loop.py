@@ -12,7 +12,7 @@ import socket
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
-from agent import hub, kvp, status
+from agent import hub, kvp, status, system
 from agent.agentconfig import AgentConfig, ConfigError
 from agent.kvp.poolwatch import PoolWatcher
 from agent.outcome import CAPABILITIES, Note, Outcome, Problem, capability, capability_state
@@ -116,6 +116,10 @@ class Agent:
         outcomes = hub.run(plan, ctx)
         self.rerun = ctx.rerun
         self.passes += 1
+        if self.passes == 1:
+            age = system.own_age()
+            log.info("first pass done in %.0f ms, %s after the process started", (time.monotonic() - t0) * 1000,
+                     f"{age * 1000:.0f} ms" if age is not None else "unknown")
         self.waiting_for_network = self.memory.waiting_for_network
         self._update_capabilities(plan, outcomes)
         t1 = time.monotonic()

@@ -360,6 +360,27 @@ def process_start_time(pid: int, proc: str = "/proc") -> Optional[int]:
     return parse_start_time(raw) if raw else None
 
 
+def seconds_since_start(start_ticks: Optional[int], uptime_text: Optional[str],
+                        ticks_per_second: int) -> Optional[float]:
+    """Pure: how long a process has run, from its start time (clock ticks
+    after boot) and /proc/uptime's text; None when either is unreadable."""
+    if start_ticks is None or not uptime_text or ticks_per_second <= 0:
+        return None
+    try:
+        uptime = float(uptime_text.split()[0])
+    except (ValueError, IndexError):
+        return None
+    return max(0.0, uptime - start_ticks / ticks_per_second)
+
+
+def own_age() -> Optional[float]:
+    """Seconds since this process was exec'd (for the first pass's log line:
+    what a boot waits on the agent)."""
+    raw = _proc_read("/proc/uptime")
+    return seconds_since_start(process_start_time(os.getpid()), raw.decode("ascii", "replace") if raw else None,
+                               os.sysconf("SC_CLK_TCK"))
+
+
 def _proc_environ(pid: int, proc: str) -> Dict[str, str]:
     raw = _proc_read(os.path.join(proc, str(pid), "environ")) or b""
     env: Dict[str, str] = {}

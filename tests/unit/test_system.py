@@ -27,3 +27,14 @@ def test_write_atomic_replaces_the_file_and_leaves_no_temporary(tmp_path):
     assert target.read_bytes() == b'{"debug": true}\n'
     assert stat.S_IMODE(target.stat().st_mode) == 0o644
     assert sorted(p.name for p in tmp_path.iterdir()) == ["daemon.json"]
+
+
+def test_seconds_since_start_from_ticks_and_uptime():
+    from agent.system import seconds_since_start
+
+    assert seconds_since_start(250, "12.50 40.00\n", 100) == 10.0
+    assert seconds_since_start(2000, "12.50 40.00\n", 100) == 0.0  # never negative
+    assert seconds_since_start(None, "12.50 40.00", 100) is None
+    assert seconds_since_start(250, "", 100) is None
+    assert seconds_since_start(250, "x y", 100) is None
+    assert seconds_since_start(250, "12.5", 0) is None

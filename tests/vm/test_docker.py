@@ -96,6 +96,63 @@ def test_a_host_setting_reaches_dockerd_by_sighup_and_by_restart(docker):
     assert_services_started(guest)
 
 
+def test_a_host_proxy_reaches_dockerd_20_10_through_its_environment(docker):
+    """dockerd 20.10 has no daemon.json proxies: the agent writes the
+    environment file the docker service sources and restarts it; the host's
+    own localhost (a cntlm) becomes the host's address; the password stays
+    out of every output."""
+    guest = docker
+    pid = dockerd_pid(guest)
+    guest.write_db("proxy/http", "http://corp:Qx9Secret@localhost:3128")
+    guest.write_db("proxy/https", "http://127.0.0.1:3129")
+    guest.write_db("proxy/exclude", "localhost,.corp.example")
+    t0 = time.monotonic()
+    bump(guest, 201)
+    guest.wait(lambda: (i := guest.dockerd_info()) and "10.0.75.1:3128" in (i.get("HttpProxy") or ""), timeout=90,
+               what="the proxy in dockerd's /info")
+    print(f"bump to the proxy in /info (environment, restart): {time.monotonic() - t0:.2f} s")
+    info = guest.dockerd_info()
+    assert info["HttpsProxy"] == "http://10.0.75.1:3129" and info["NoProxy"] == "localhost,.corp.example", info
+    assert dockerd_pid(guest) != pid, "proxies need a restart"
+    assert guest.sh("stat -c %a /etc/docker/moby-agent-proxy.env").stdout.strip() == "600"
+    assert "Qx9Secret" not in json.dumps(info)  # dockerd masks it too
+    for where in ("/var/log/moby-agent.log", "/run/moby-agent/status.json"):
+        assert "Qx9Secret" not in (guest.read(where) or ""), where
+    for command in (["moby-agent", "status"], ["moby-agent", "daemon-json"], ["moby-agent", "plan"]):
+        r = guest.run(command)
+        assert "Qx9Secret" not in r.stdout + r.stderr, command
+    assert "Qx9Secret" not in json.dumps(guest.kvp.enumerate(1))
+    assert_services_started(guest)
+    # The host drops the proxies: gone from dockerd's environment.
+    guest.remove_db("proxy")
+    bump(guest, 202)
+    guest.wait(lambda: (i := guest.dockerd_info()) and not i.get("HttpProxy") and not i.get("HttpsProxy"),
+               timeout=90, what="no proxy in dockerd's /info")
+    assert_services_started(guest)
+
+
+
+def test_a_registry_ca_from_the_database_lands_in_certs_d(docker):
+    """No reload needed: dockerd reads certs.d at each pull."""
+    import subprocess
+
+    guest = docker
+    key = guest.dir / "ca.key"
+    cert = guest.dir / "ca.crt"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=registry.test"], check=True, capture_output=True)
+    pid = dockerd_pid(guest)
+    guest.write_db("etc/docker/certs.d/registry.test:5000/ca.crt", cert.read_text())
+    bump(guest, 203)
+    guest.wait(lambda: guest.read("/etc/docker/certs.d/registry.test:5000/ca.crt") == cert.read_text(), timeout=20,
+               what="the CA in /etc/docker/certs.d")
+    assert dockerd_pid(guest) == pid, "a certificate needs no restart"
+    guest.remove_db("etc/docker/certs.d")
+    bump(guest, 204)
+    guest.wait(lambda: guest.run(["test", "-e", "/etc/docker/certs.d/registry.test:5000/ca.crt"]).returncode != 0,
+               timeout=20, what="the CA removed with the host's key")
+
+
 def test_a_container_reads_and_writes_drive_c(docker):
     guest = docker
     (guest.share / "src" / "hello.txt").write_text("hello from Windows\n")
