@@ -166,3 +166,31 @@ def test_doctor_reads_the_real_rc_status(ch):
     ch.wait(lambda: ch.service_state("moby-agent") != "started", what="rc-status to notice the dead supervisor")
     r = ch.run("unshare", "-n", "moby-agent", "doctor")
     assert "FAIL  rc-status    moby-agent unsupervised" in r.stdout, r.stdout
+
+
+def test_a_service_after_the_agent_starts_once_its_first_pass_is_done(ch):
+    """`before docker` is worth something only when daemon.json is rendered:
+    start_post waits for the first pass. A stand-in docker service records
+    what status.json held when OpenRC started it."""
+    ch.sh("cat > /etc/init.d/docker <<'EOF'\n#!/sbin/openrc-run\n"
+          "depend() { after moby-agent; }\n"
+          "start() { cp /run/moby-agent/status.json /tmp/seen-by-docker.json 2>/dev/null"
+          " || echo null > /tmp/seen-by-docker.json; }\nEOF\nchmod 755 /etc/init.d/docker", check=True)
+    ch.run("rc-update", "add", "docker", "default", check=True)
+    r = ch.run("openrc", "default")
+    assert r.returncode == 0, r.stdout + r.stderr
+    import json
+
+    seen = json.loads(ch.read("/tmp/seen-by-docker.json") or "null")
+    assert isinstance(seen, dict) and seen.get("last_pass") is not None, seen
+    assert seen["pid"] in agent_pids(ch)
+
+
+def test_health_first_pass_waits_for_a_running_agent_only(ch):
+    r = ch.run("moby-agent", "health", "--first-pass", "--timeout", "0.5")
+    assert r.returncode == 1 and "no first pass within 0.5 s" in r.stderr
+    start(ch)
+    assert ch.run("moby-agent", "health", "--first-pass", "--timeout", "10").returncode == 0
+    ch.run("rc-service", "moby-agent", "stop", check=True)
+    # The stopped agent's status has a pass, but its pid is gone.
+    assert ch.run("moby-agent", "health", "--first-pass", "--timeout", "0.5").returncode == 1
