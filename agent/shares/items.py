@@ -361,12 +361,23 @@ def redact_item(key: str, value: str) -> str:
 
 
 def _redact_umount(value: str) -> str:
-    """A cifsumount item shown with only what its grammar holds (mount
-    point and alias); any further field is *** (a v2 mount item pushed
-    under the wrong key carries the user name and password there)."""
-    sep = "\n" if "\n" in value else ";"
-    fields = value.split(sep)
-    return sep.join(fields[:2] + ["***" if f.strip() else f for f in fields[2:]])
+    """A cifsumount item shown with only what its grammar holds: a mount
+    point and an alias, each shown only when it is a plain path; any other
+    field, and every field after the second (split at ';' and at line
+    ends alike: a v1 mount item with a trailing newline, or a v2 one,
+    pushed under the wrong key carries the user name and password
+    there), is ***."""
+    parts = re.split(r"(\n|;)", value)
+    shown: List[str] = []
+    for i, part in enumerate(parts):
+        if i % 2:  # a separator
+            shown.append(part)
+        elif i < 4 and _PATHLIKE.fullmatch(part.rstrip("\r")):
+            shown.append(part)
+        else:
+            shown.append("***" if part.strip() else part)
+    text = "".join(shown)
+    return "***" if _MARKER.search(text) else redact_url(text)
 
 
 def _check_path(what: str, path: str, pattern: Pattern[str], extra: Tuple[str, ...] = ()) -> str:

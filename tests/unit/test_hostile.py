@@ -294,6 +294,22 @@ def test_a_cifsumount_item_shows_only_its_mount_point_and_alias():
     assert redact_item("cifsumount", "/c\n/C\n") == "/c\n/C\n"
 
 
+@pytest.mark.parametrize("value", [
+    "/c;/C;username=me,password=QXQXQX9,noperm\n",
+    "/c;/C;username=me,password=QXQXQX9,noperm\r\n",
+    "/c;/C;username=me,password=QXQXQX9\n/C\n",
+    "/c\nusername=me,password=QXQXQX9\n",
+    "/c;password=QXQXQX9",
+    "password=QXQXQX9;/C",
+])
+def test_a_cifsumount_item_shows_no_password_in_any_field(value):
+    """A v1 mount item with a trailing newline pushed under cifsumount was
+    split at the newline and its first line, options and all, shown."""
+    shown = redact_item("cifsumount", value)
+    assert "QXQXQX9" not in shown
+    assert shown.startswith("/c") or shown.startswith("***")
+
+
 def test_the_agents_own_json_files_are_read_as_outside_input(tmp_path):
     """watch.json and status.json that are FIFOs or symlinks: no hang, no
     read through the link (`watch list` hung on a FIFO before)."""
