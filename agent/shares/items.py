@@ -279,8 +279,10 @@ def _redact_options(text: str, strict: bool = False) -> str:
         elif eq and norm in USER_NAMES and "%" in value:
             out.append(name + "=" + value[: value.index("%")] + "%***")
             after_password = True
-        elif (after_password or strict) and token.strip() and not _valid_plain_option(token) \
-                and not (eq and norm in USER_NAMES):
+        elif token.strip() and not _valid_plain_option(token) \
+                and (after_password or (strict and not (eq and norm in USER_NAMES))):
+            # After a password even a user option is hidden: the tail of a
+            # password whose comma was not doubled may read "username=...".
             out.append("***")
         else:
             out.append(token)
@@ -293,24 +295,16 @@ def _redact_v1(line: str, strict: bool = False) -> str:
     plainly a path or options is hidden; strict (a line of a misshapen
     item): so is every word of the options that is not a valid option."""
     fields = line.split(";", 2)
+    head = [_redact_path(f) for f in fields[:2]]
     if len(fields) < 3:
-        return ";".join(_redact_line(f) for f in fields)
-    return ";".join([_redact_line(f) for f in fields[:2]] + [_redact_options(fields[2], strict)])
+        return ";".join(head)
+    return ";".join(head + [_redact_options(fields[2], strict)])
 
 
-def _redact_line(line: str) -> str:
-    """A line of a misshapen item: shown when it cannot hide a password
-    (empty, a plain path, or options all valid on their own), its password
-    options hidden when it has some, else hidden as a whole."""
-    text = line.rstrip("\r")
-    if _PATHLIKE.fullmatch(text):
-        return line
-    tokens = [t for t in _tokens(text) if t]
-    if tokens and all(_valid_plain_option(t) for t in tokens):
-        return line
-    if _MARKER.search(text) or any(_option_name(t) in USER_NAMES and "%" in t for t in tokens):
-        return _redact_options(line)
-    return "***"
+def _redact_path(text: str) -> str:
+    """A mount point or alias field: shown when it is a plain path (or
+    empty), else ***."""
+    return text if _PATHLIKE.fullmatch(text.rstrip("\r")) else "***"
 
 
 def redact(value: str) -> str:
@@ -325,11 +319,15 @@ def redact(value: str) -> str:
         mountpoint, alias, username, _password, options = lines
         if "%" in username:
             username = username[: username.index("%")] + "%***"
-        head = [_redact_line(p) for p in (mountpoint, alias)]
+        head = [_redact_path(p) for p in (mountpoint, alias)]
         return "\n".join(head + [_redact_options(username), "***", _redact_options(options)])
     if len(lines) == 1:
         return redact_url(_redact_v1(value))
-    return "\n".join(_redact_v1(line, strict=True) if ";" in line else _redact_line(line) for line in lines)
+    # Misshapen: only the first two lines can be the mount point and alias
+    # (or the first a v1 item); any later line may be the password, even one
+    # that looks like a path or an option, and is hidden.
+    shown = [_redact_v1(line, strict=True) if ";" in line else _redact_path(line) for line in lines[:2]]
+    return "\n".join(shown + ["***" if line.strip() else line for line in lines[2:]])
 
 
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s?#]*)@")

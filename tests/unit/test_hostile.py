@@ -310,6 +310,21 @@ def test_a_cifsumount_item_shows_no_password_in_any_field(value):
     assert shown.startswith("/c") or shown.startswith("***")
 
 
+@pytest.mark.parametrize("value", [
+    "/c\n/C\nme\n/QXQXQX9\nnoperm\n",  # a line added: 6 lines
+    "/c\n/C\nme\n/QXQXQX9",  # a line missing: 4 lines
+    "/c\n/C\nme\nnoperm\n/QXQXQX9\n",
+    "/c;/C;username=me,password=x,username=QXQXQX9",  # an undoubled comma
+    "/c;/C;password=x,user=QXQXQX9,noperm",
+    "/c;/C;username=me,password=x,username=QXQXQX9\n",
+])
+def test_a_misshapen_mount_item_hides_every_line_that_may_be_the_password(value):
+    """Lines after the first two of a misshapen v2 item were shown when
+    they looked like a path (/QXQXQX9); a password tail reading
+    'username=...' after an undoubled comma was shown."""
+    assert "QXQXQX9" not in redact_item("cifsmount", value)
+
+
 def test_the_agents_own_json_files_are_read_as_outside_input(tmp_path):
     """watch.json and status.json that are FIFOs or symlinks: no hang, no
     read through the link (`watch list` hung on a FIFO before)."""
