@@ -368,9 +368,7 @@ def _redact_umount(value: str) -> str:
     parts = re.split(r"(\n|;)", value)
     shown: List[str] = []
     for i, part in enumerate(parts):
-        if i % 2:  # a separator
-            shown.append(part)
-        elif i < 4 and _PATHLIKE.fullmatch(part.rstrip("\r")):
+        if i % 2 or (i < 4 and _PATHLIKE.fullmatch(part.rstrip("\r"))):  # a separator, or a plain path
             shown.append(part)
         else:
             shown.append("***" if part.strip() else part)
@@ -394,6 +392,15 @@ def _check_path(what: str, path: str, pattern: Pattern[str], extra: Tuple[str, .
     if not _match(pattern, path):
         raise ShareError(f"{_shown_path(what, path)} is not allowed (allowed: {pattern.pattern})")
     return path
+
+
+def check_mount_point(path: str, limits: Limits) -> Optional[str]:
+    """Why path is no mount point an item may name under these limits, or None."""
+    try:
+        _check_path("mount point", path, compile_pattern(limits.pattern), limits.forbidden)
+    except ShareError as exc:
+        return str(exc)
+    return None
 
 
 def _check_int(name: str, value: str, low: int, high: int, base: int = 10) -> str:
@@ -609,6 +616,30 @@ def parse_umount(value: str, limits: Limits = Limits()) -> Tuple[str, str]:
     mountpoint = _check_path("mount point", fields[0], pattern, limits.forbidden)
     alias = _check_path("alias", fields[1], pattern, limits.forbidden) if fields[1] else mountpoint
     return mountpoint, alias
+
+
+def recheck_drive(spec: ShareSpec, limits: Limits, taken: Tuple[str, ...] = ()) -> ShareSpec:
+    """A drive read back from the agent's own state file, re-validated as
+    if the host had just sent it: it must be exactly what parse_mount makes
+    of the v2 item it stands for under these limits (mount point, alias,
+    options, user name, domain and password all checked again), and its
+    mount point and alias must not be those of an earlier drive (`taken`).
+    ShareError (naming the drive, never the password) otherwise."""
+    what = _shown_path("drive", spec.mountpoint) if isinstance(spec.mountpoint, str) else "a drive"
+    fields = (spec.mountpoint, spec.alias, spec.username, spec.password)
+    if not all(isinstance(f, str) for f in fields) or not isinstance(spec.domain, (str, type(None))) \
+            or not all(isinstance(o, str) for o in spec.options):
+        raise ShareError(f"{what}: a field is not text")
+    options = list(spec.options) + ([f"domain={spec.domain}"] if spec.domain is not None else [])
+    try:
+        again = parse_mount("\n".join(fields + (",".join(options),)), limits)
+    except ShareError as exc:
+        raise ShareError(f"{what}: {exc}") from None
+    if again != spec:
+        raise ShareError(f"{what} is not what the agent makes of an item (options not in their checked form)")
+    if {spec.mountpoint, spec.alias} & set(taken):
+        raise ShareError(f"{what}: its mount point or alias is used by another drive")
+    return spec
 
 
 def credentials_file(spec: ShareSpec) -> str:

@@ -702,3 +702,46 @@ def test_read_tree_checked_never_raises_and_accounts_for_every_entry(tmp_path_fa
             assert key not in tree
     assert all("QXQX" not in str(v) for v in tree.values())
     assert all(str(k).isprintable() and str(v).isprintable() for k, v in problems.items())
+
+
+# ---- the agent's own share state is outside input ----------------------------
+
+def test_a_drive_in_the_share_state_passes_the_rules_of_a_fresh_item(tmp_path):
+    """shares.json with a drive at /etc bound onto /, with exec, suid and
+    credentials= options and a user name carrying a line break, was
+    planned as it stood (mount at /etc, bind /etc onto /)."""
+    import json
+
+    from agent.shares.apply import load_shares
+    from agent.shares.items import Limits
+    from agent.shares.plan import SharesState
+
+    good = parse_mount("/c\n/C\nCORP\\me\npw,x\nnoperm,vers=3.0")
+    bad = [
+        {"mountpoint": "/etc", "alias": "/", "username": "me\ncredentials=/x", "password": "QXQXQX9",
+         "domain": None, "options": ["exec", "suid", "credentials=/root/.smb"]},
+        {"mountpoint": "/d", "alias": "/D", "username": "me", "password": "QXQXQX9", "domain": None,
+         "options": ["exec"]},
+        {"mountpoint": "/e", "alias": "/c", "username": "me", "password": "QXQXQX9", "domain": None,
+         "options": []},  # the alias of another drive
+        {"mountpoint": "/f", "alias": "/F", "username": "me", "password": "QXQXQX9", "domain": None,
+         "options": ["VERS=3.0"]},  # not in its checked form
+        {"mountpoint": "/g", "alias": "/G", "username": 7, "password": "QXQXQX9", "domain": None,
+         "options": []},
+    ]
+    state = SharesState((good,), (("/c", "fp"),))
+    doc = json.loads(state.to_json())
+    doc["drives"] += bad
+    doc["mounted"].append(["/etc", "fp"])
+    path = tmp_path / "shares.json"
+    path.write_text(json.dumps(doc))
+    loaded, problem = load_shares(str(path), Limits())
+    assert loaded == state
+    assert problem is not None and "QXQXQX9" not in problem
+    for drive in ("'/etc'", "'/d'", "'/e'", "'/f'", "'/g'"):
+        assert f"drive {drive}" in problem
+    assert "mounted: mount point '/etc' is a system directory" in problem
+    # Under a narrower pattern a drive saved before is dropped too.
+    assert load_shares(str(path), Limits(r"^/[a-b]$"))[0].drives == ()
+    path.write_text(state.to_json().decode())
+    assert load_shares(str(path), Limits()) == (state, None)
