@@ -104,7 +104,7 @@ class Agent:
         """Observe, plan, apply, report. True if every action succeeded."""
         t0 = time.monotonic()
         obs = hub.observe(self.conf, self.root, self.memory.seen_host_items, self.memory.retries,
-                          pool_dir=self.pool_dir, should_stop=lambda: self._stop)
+                          pool_dir=self.pool_dir, should_stop=lambda: self._stop, run_programs=True)
         plan = hub.plan(obs)
         t_planned = time.monotonic()
         for problem in plan.problems:

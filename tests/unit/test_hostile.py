@@ -745,3 +745,54 @@ def test_a_drive_in_the_share_state_passes_the_rules_of_a_fresh_item(tmp_path):
     assert load_shares(str(path), Limits(r"^/[a-b]$"))[0].drives == ()
     path.write_text(state.to_json().decode())
     assert load_shares(str(path), Limits()) == (state, None)
+
+
+# ---- no system command from a read-only command or under --root ---------------
+
+def test_dockerd_version_is_asked_only_by_the_agents_own_passes_on_a_live_system(tmp_path):
+    """plan and daemon-json (read-only) ran `dockerd --version`, and did so
+    under --root too, where docker.dockerd can name any program."""
+    from dataclasses import replace
+
+    from agent.agentconfig import AgentConfig
+    from agent.settings import apply as settings_apply
+
+    marker = tmp_path / "ran"
+    fake = tmp_path / "fake-dockerd"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\necho 'Docker version 24.0.7, build x'\n")
+    fake.chmod(0o755)
+    conf = AgentConfig()
+    conf = replace(conf, docker=replace(conf.docker, dockerd=str(fake)))
+    dropins = tmp_path / "etc/moby-agent/daemon.json.d"
+    dropins.mkdir(parents=True)
+    (dropins / "10-debug.json").write_text('{"debug": true}')
+    settings_apply._VERSION_CACHE.clear()
+    for live, run_programs in ((False, True), (False, False), (True, False)):
+        inputs = settings_apply.observe_host(conf, str(tmp_path), (), live=live, run_programs=run_programs)
+        assert not marker.exists() and inputs.dockerd_version == (20, 10)
+    inputs = settings_apply.observe_host(conf, str(tmp_path), (), live=True, run_programs=True)
+    assert marker.exists() and inputs.dockerd_version == (24, 0)
+    settings_apply._VERSION_CACHE.clear()
+
+
+def test_the_restart_command_is_never_a_system_command_under_root(tmp_path, monkeypatch):
+    """With the working directory inside the root, a bare `rc-service`
+    passed the guard (realpath resolved it against the cwd) and the
+    system's rc-service ran from PATH."""
+    from agent.settings.apply import restart_program
+
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    (root / "rc-service").write_text("#!/bin/sh\n")
+    (root / "bin" / "restart").write_text("#!/bin/sh\n")
+    (root / "bin" / "sh").symlink_to(shutil.which("sh"))
+    monkeypatch.chdir(root)
+    for program in ("rc-service", "bin/restart", str(root / "bin" / "sh"), shutil.which("sh")):
+        with pytest.raises(RuntimeError, match="not done under --root"):
+            restart_program(program, str(root))
+    assert restart_program(str(root / "bin" / "restart"), str(root)) == str(root / "bin" / "restart")
+    # Live: found through PATH, never through the working directory.
+    assert restart_program("sh", "/") == shutil.which("sh")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(RuntimeError, match="not found in PATH"):
+        restart_program("rc-service", "/")
