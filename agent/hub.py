@@ -28,7 +28,7 @@ from agent.shares import apply as shares_apply
 from agent.shares.items import Limits
 from agent.shares.mountinfo import MountEntry
 from agent.shares.plan import Retry, SharesState, plan_shares
-from agent.system import under
+from agent.system import under, under_dir
 
 log = logging.getLogger("moby-agent")
 
@@ -116,7 +116,7 @@ def observe(
     pool_errors: Tuple[Tuple[int, str], ...] = ()
     pool_dir = pool_dir or conf.kvp.pool_dir
     try:
-        pool_dir_exists, pools, pool_errors = hostitems.observe_pools(under(root, pool_dir), should_stop)
+        pool_dir_exists, pools, pool_errors = hostitems.observe_pools(under_dir(root, pool_dir), should_stop)
     except Exception as exc:  # noqa: BLE001 - reported against the capability
         errors.append(_crashed("pool", "observe", exc))
         failed |= {"pool", "shares"}  # the shares are planned from pool 0's items

@@ -26,7 +26,7 @@ from agent.settings.plan import (
 )
 from agent.shares import mountinfo
 from agent.shares.mountinfo import MountEntry
-from agent.system import printable, read_text, run_command, under, write_atomic
+from agent.system import printable, read_text, run_command, under, under_dir, write_atomic
 
 if TYPE_CHECKING:
     from agent.hub import Context
@@ -128,7 +128,7 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
                 problems.extend(Problem("database", key, text) for key, text in sorted(bad.items()))
         else:
             error = f"{printable(database.base(dbs.mount_point, name))} does not exist"
-    dropin_dir = under(root, conf.docker.dropin_dir)
+    dropin_dir = under_dir(root, conf.docker.dropin_dir)
     try:
         names = daemonjson.dropin_names(os.listdir(dropin_dir))
     except OSError:

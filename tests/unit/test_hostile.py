@@ -796,3 +796,32 @@ def test_the_restart_command_is_never_a_system_command_under_root(tmp_path, monk
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(RuntimeError, match="not found in PATH"):
         restart_program("rc-service", "/")
+
+
+def test_a_symlinked_last_directory_stays_inside_the_root(tmp_path):
+    """var/lib/hyperv and daemon.json.d symlinked out of the root: the pool
+    was read (and pool 1 written) and the drop-ins rendered from outside,
+    through the unresolved last directory."""
+    from agent import hub
+    from agent.agentconfig import AgentConfig
+    from agent.settings.apply import observe_host
+    from tests.integration.writer import make_pool_dir, write_items
+
+    outside, root = tmp_path / "outside", tmp_path / "root"
+    make_pool_dir(outside / "hyperv")
+    write_items(str(outside / "hyperv" / ".kvp_pool_0"), [("secret", "QXQXQX9")])
+    (outside / "dropins").mkdir()
+    (outside / "dropins" / "10-x.json").write_text('{"debug": true}')
+    (root / "var/lib").mkdir(parents=True)
+    (root / "etc/moby-agent").mkdir(parents=True)
+    (root / "var/lib/hyperv").symlink_to(outside / "hyperv")
+    (root / "etc/moby-agent/daemon.json.d").symlink_to(outside / "dropins")
+    obs = hub.observe(AgentConfig(), str(root), None)
+    assert all(not pool.items for pool in obs.pools.values())
+    assert observe_host(AgentConfig(), str(root), (), live=False).dropins == ()
+    # A link inside the root is followed inside it.
+    (root / "var/lib/hyperv").unlink()
+    make_pool_dir(root / "real")
+    write_items(str(root / "real" / ".kvp_pool_0"), [("k", "v")])
+    (root / "var/lib/hyperv").symlink_to("/real")
+    assert [i[0] for i in hub.observe(AgentConfig(), str(root), None).pools[0].items] == ["k"]
