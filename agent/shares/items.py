@@ -135,13 +135,15 @@ def _pattern_cost_problem(pattern: str) -> Optional[str]:
                 return f"has {refused[op]}"
             if op in repeat_ops:
                 low, high, sub = av
+                if inside_repeat and high != low:
+                    return "has a quantifier inside a quantified group"
                 if high != low:
                     repeats += 1
-                    if inside_repeat:
-                        return "has a quantifier inside a quantified group"
                     if repeats > MAX_REPEATS:
                         return f"has more than {MAX_REPEATS} quantifiers"
-                problem = walk(sub, inside_repeat or high != low)
+                # Any repeat of more than one encloses: a quantifier or an
+                # alternation inside a fixed {30} backtracks 2^30 ways too.
+                problem = walk(sub, inside_repeat or high > 1)
             elif op == sre_constants.BRANCH:
                 if inside_repeat:
                     return "has an alternation inside a quantified group"

@@ -568,6 +568,9 @@ def test_deep_json_is_a_value_error_not_a_recursion_error():
     "[shares]\nmount_pattern = \"^(a+)+$\"",
     "[shares]\nmount_pattern = \"^/(x|xx)*$\"",
     "[shares]\nmount_pattern = \"" + "a" * 500 + "\"",
+    # A quantifier inside a fixed repeat is nested too: 2^n backtracking.
+    "[shares]\nmount_pattern = '^/(?:[a-z]?){30}[a-z]{30}$'",
+    "[shares]\nmount_pattern = '^/(?:a|ab){20}$'",
     "[database]\nmount_point = \"/\"",
     "[database]\nmount_point = \"/etc\"",
     "[kvp]\npool_dir = \"/var/lib/../../etc\"",
@@ -825,3 +828,17 @@ def test_a_symlinked_last_directory_stays_inside_the_root(tmp_path):
     write_items(str(root / "real" / ".kvp_pool_0"), [("k", "v")])
     (root / "var/lib/hyperv").symlink_to("/real")
     assert [i[0] for i in hub.observe(AgentConfig(), str(root), None).pools[0].items] == ["k"]
+
+
+def test_legitimate_mount_patterns_plan_in_linear_time():
+    """The cost check refuses nested repeats; the usual patterns pass and
+    match a long path at once."""
+    from agent.shares.items import Limits, compile_pattern
+
+    for pattern in (r"^/[A-Za-z]$", r"^/[a-z]+$", r"^/(c|d|host)$", r"^/(host/)?[A-Za-z]$", r"^/[a-z]{2}[0-9]{3}$"):
+        compiled = compile_pattern(pattern)
+        with deadline(2):
+            for _ in range(1000):
+                compiled.fullmatch("/" + "a" * 60 + "A")
+            with pytest.raises(ShareError):
+                parse_mount("/" + "a" * 30 + "A;;username=me,password=x", Limits(pattern))
