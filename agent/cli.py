@@ -10,7 +10,7 @@ import time
 from typing import List, Optional
 
 from agent import __version__, agentconfig, kvp
-from agent.system import printable, read_text, under, valid_pid
+from agent.system import printable, read_text, under, under_dir, valid_pid
 
 log = logging.getLogger("moby-agent")
 
@@ -94,7 +94,7 @@ def _print_items(items: List[kvp.Item], as_json: bool, show_secrets: bool) -> No
 
 
 def _cmd_kvp(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
-    pool_dir = under(args.root, conf.kvp.pool_dir)
+    pool_dir = under_dir(args.root, conf.kvp.pool_dir)
     path = kvp.pool_path(pool_dir, args.pool)
     if args.kvp_command in ("dump", "get"):
         pool = kvp.read_pool(path, timeout=10.0)

@@ -28,7 +28,7 @@ from agent.shares import apply as shares_apply
 from agent.shares.items import Limits
 from agent.shares.mountinfo import MountEntry
 from agent.shares.plan import Retry, SharesState, plan_shares
-from agent.system import under
+from agent.system import under, under_dir
 
 log = logging.getLogger("moby-agent")
 
@@ -102,11 +102,13 @@ def observe(
     network: Callable[[str], bool] = network_apply.route_to,
     pool_dir: Optional[str] = None,
     should_stop: Optional[Callable[[], bool]] = None,
+    run_programs: bool = False,
 ) -> Observation:
     """pool_dir: the pool directory in use (a running agent keeps the one it
     started with: kvp.pool_dir changes only at restart). A capability whose
     observation raises is left out of this pass's plan (never planned from a
-    blank it did not see) and reported."""
+    blank it did not see) and reported. run_programs: the agent's own
+    passes only; plan and daemon-json run no program (observe_host)."""
     live = root in ("", "/")
     errors: List[Problem] = []
     failed: Set[str] = set()
@@ -114,7 +116,7 @@ def observe(
     pool_errors: Tuple[Tuple[int, str], ...] = ()
     pool_dir = pool_dir or conf.kvp.pool_dir
     try:
-        pool_dir_exists, pools, pool_errors = hostitems.observe_pools(under(root, pool_dir), should_stop)
+        pool_dir_exists, pools, pool_errors = hostitems.observe_pools(under_dir(root, pool_dir), should_stop)
     except Exception as exc:  # noqa: BLE001 - reported against the capability
         errors.append(_crashed("pool", "observe", exc))
         failed |= {"pool", "shares"}  # the shares are planned from pool 0's items
@@ -129,7 +131,7 @@ def observe(
         failed |= {"shares", "database"}  # both read the mount table
     host_inputs = HostInputs()
     try:
-        host_inputs = settings_apply.observe_host(conf, root, mounts, live)
+        host_inputs = settings_apply.observe_host(conf, root, mounts, live, run_programs)
     except Exception as exc:  # noqa: BLE001
         errors.append(_crashed("docker_config", "observe", exc))
         failed |= {"database", "docker_config", "network"}

@@ -16,7 +16,7 @@ from agent import hub, kvp, status, system
 from agent.agentconfig import AgentConfig, ConfigError
 from agent.kvp.poolwatch import PoolWatcher
 from agent.outcome import CAPABILITIES, Note, Outcome, Problem, capability, capability_state
-from agent.system import printable, remove_stale_credentials, under, write_atomic
+from agent.system import printable, remove_stale_credentials, under, under_dir, write_atomic
 
 log = logging.getLogger("moby-agent")
 
@@ -104,7 +104,7 @@ class Agent:
         """Observe, plan, apply, report. True if every action succeeded."""
         t0 = time.monotonic()
         obs = hub.observe(self.conf, self.root, self.memory.seen_host_items, self.memory.retries,
-                          pool_dir=self.pool_dir, should_stop=lambda: self._stop)
+                          pool_dir=self.pool_dir, should_stop=lambda: self._stop, run_programs=True)
         plan = hub.plan(obs)
         t_planned = time.monotonic()
         for problem in plan.problems:
@@ -268,7 +268,7 @@ class Agent:
         """Pool 1's moby-agent.* items made equal to the document's; why not, if not."""
         if not self.conf.status.guest_pool:
             return None
-        pool_dir = under(self.root, self.pool_dir)
+        pool_dir = under_dir(self.root, self.pool_dir)
         if not os.path.isdir(pool_dir):
             return None  # the directory belongs to hv_kvp_daemon; never create it
         # Nor the file: created here while the init script's `rm -rf` of the
@@ -362,7 +362,7 @@ class Agent:
         self._wake_fd = wfd
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         previous = {s: signal.signal(s, self._on_signal) for s in handled}
-        watcher = PoolWatcher(under(self.root, self.pool_dir))
+        watcher = PoolWatcher(under_dir(self.root, self.pool_dir))
         links = open_link_events()
         # The mount table signals every change with POLLPRI (select's
         # exceptional condition): a share or /Database unmounted behind the

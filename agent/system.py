@@ -85,6 +85,17 @@ def under(root: str, path: str) -> str:
     return resolve_under(root, path, follow_last=False)
 
 
+def under_dir(root: str, path: str) -> str:
+    """A directory (`path`, as the guest sees it) under `root`, resolved to
+    its last component (resolve_under): for a directory that file names
+    are joined onto (the pool directory, the drop-in directory), so that a
+    symlinked last directory is followed inside the root, never out of it.
+    The live system ("/") is unchanged."""
+    if _is_root(root):
+        return path
+    return resolve_under(root, path, follow_last=True)
+
+
 def printable(text: object) -> str:
     """Text from outside (pool keys and values, database values, paths) as
     it may be printed or logged: one line, no terminal control. Control

@@ -26,7 +26,7 @@ from agent.settings.plan import (
 )
 from agent.shares import mountinfo
 from agent.shares.mountinfo import MountEntry
-from agent.system import printable, read_text, run_command, under, write_atomic
+from agent.system import printable, read_text, run_command, under, under_dir, write_atomic
 
 if TYPE_CHECKING:
     from agent.hub import Context
@@ -78,13 +78,13 @@ def _read_bytes(path: str, what: str, problems: List[Problem]) -> Optional[bytes
 _CONFD_CACHE: Dict[str, Tuple[Tuple[int, int, int], str]] = {}
 
 
-def _docker_opts(path: str, text: Optional[str], live: bool) -> str:
+def _docker_opts(path: str, text: Optional[str], run_programs: bool) -> str:
     """DOCKER_OPTS as the docker init script sees it: /etc/conf.d/docker
     sourced by a shell (appends, multi-line values, quoting), else read as
     text. Under --root a fixture's conf.d is never run, only read."""
     if text is None:
         return ""
-    if not live:
+    if not run_programs:
         return daemonjson.docker_opts_from_confd(text)
     try:
         st = os.stat(path, follow_symlinks=False)
@@ -99,9 +99,16 @@ def _docker_opts(path: str, text: Optional[str], live: bool) -> str:
     return opts
 
 
-def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], live: bool) -> HostInputs:
+def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], live: bool,
+                 run_programs: bool = False) -> HostInputs:
     """The database tree, drop-ins, DOCKER_OPTS, current files, dockerd and
-    (only when the database asks for a static address) the interface."""
+    (only when the database asks for a static address) the interface.
+    Programs (`dockerd --version`, a shell sourcing conf.d) run only when
+    run_programs (the agent's own passes, not plan or daemon-json) on a
+    live system: never under --root, where docker.dockerd may name any
+    program; else dockerd's version is unknown (taken as 20.10, the oldest
+    supported) and conf.d is read as text."""
+    run_programs = run_programs and live
     dbs = conf.database
     problems: List[Problem] = []
     name = database.parse_cmdline(_read(under(root, dbs.cmdline), dbs.cmdline, "database", problems) or "",
@@ -121,7 +128,7 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
                 problems.extend(Problem("database", key, text) for key, text in sorted(bad.items()))
         else:
             error = f"{printable(database.base(dbs.mount_point, name))} does not exist"
-    dropin_dir = under(root, conf.docker.dropin_dir)
+    dropin_dir = under_dir(root, conf.docker.dropin_dir)
     try:
         names = daemonjson.dropin_names(os.listdir(dropin_dir))
     except OSError:
@@ -140,7 +147,7 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
             except OSError:
                 files[target] = None  # absent, or not a plain file: written anew (a link is replaced, not followed)
     version = _VERSION_CACHE.get(conf.docker.dockerd)
-    if version is None and (tree or dropins):
+    if version is None and (tree or dropins) and run_programs:
         version = _VERSION_CACHE[conf.docker.dockerd] = _dockerd_version(conf)
     net = None
     try:
@@ -159,7 +166,7 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
         dropins=dropins,
         docker_opts=_docker_opts(under(root, conf.docker.confd),
                                  _read(under(root, conf.docker.confd), conf.docker.confd, "docker_config", problems),
-                                 live),
+                                 run_programs),
         daemon_json=_read(under(root, conf.docker.daemon_json), conf.docker.daemon_json, "docker_config", problems),
         proxy_env=_read_bytes(under(root, conf.docker.proxy_env), conf.docker.proxy_env, problems),
         certs_record=_read_bytes(under(root, certs.RECORD), certs.RECORD, problems),
@@ -206,6 +213,26 @@ def apply_sysctl(action: ApplySysctl, ctx: "Context") -> None:
         raise RuntimeError(f"sysctl -p {action.path}: {result.output}")
 
 
+def restart_program(program: str, root: str) -> str:
+    """The restart command's program as it is run, or RuntimeError. Live:
+    found through PATH (shutil.which), never through the working
+    directory. Under --root no system command is run: only a program of
+    the fixture itself, named by an absolute path that resolves (links
+    followed) inside the root; a bare name (`rc-service`) is refused."""
+    import shutil
+
+    if root in ("", "/"):
+        found = shutil.which(program) if "/" not in program else program
+        if not found or not os.path.isabs(found):
+            raise RuntimeError(f"{printable(program)} is not found in PATH (give an absolute path)")
+        return found
+    inside = os.path.realpath(root).rstrip("/") + "/"
+    if not os.path.isabs(program) or not os.path.realpath(program).startswith(inside):
+        raise RuntimeError(f"not done under --root {printable(root)}: {printable(program)} is a system command "
+                           "(only a program of the root, by its absolute path, is run)")
+    return program
+
+
 def apply_docker(action: ApplyDocker, ctx: "Context") -> None:
     """Reload or restart dockerd, then check /info: returns once it shows the
     new settings (applied and verified), raises with what differs."""
@@ -219,13 +246,10 @@ def apply_docker(action: ApplyDocker, ctx: "Context") -> None:
         os.kill(pid, signal.SIGHUP)
         log.info("dockerd (pid %d) reloaded with SIGHUP for %s", pid, ", ".join(action.changed))
     else:
-        program = docker.restart_command[0]
-        if ctx.root not in ("", "/") and not os.path.realpath(program).startswith(
-                os.path.realpath(ctx.root).rstrip("/") + "/"):
-            raise RuntimeError(f"not done under --root {ctx.root}: {program} is outside it")
+        program = restart_program(docker.restart_command[0], ctx.root)
         # Not stopped by SIGTERM: a docker restart cut half-way can leave
         # dockerd down (bounded by its timeout; OpenRC's stop waits for it).
-        result = run_command(list(docker.restart_command), docker.verify_timeout + 30, detach=True)
+        result = run_command([program, *docker.restart_command[1:]], docker.verify_timeout + 30, detach=True)
         if result.returncode != 0:
             raise RuntimeError(f"{' '.join(docker.restart_command)}: {result.output}")
         log.info("dockerd restarted for %s", ", ".join(action.changed))

@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
 from agent.outcome import ActionFailed, Executor, Outcome, PlanPart, first_line
-from agent.shares.items import credentials_file
+from agent.shares.items import Limits, credentials_file
 from agent.shares.mountinfo import MountEntry, parse_mountinfo
 from agent.shares.plan import (
     REFUSED,
@@ -39,10 +39,13 @@ log = logging.getLogger("moby-agent")
 AUTH_ERROR = "mount error(13)"
 
 
-def load_shares(path: str) -> Tuple[SharesState, Optional[str]]:
-    """The saved share state, and a problem text if it was unreadable."""
+def load_shares(path: str, limits: Limits) -> Tuple[SharesState, Optional[str]]:
+    """The saved share state, every drive in it re-validated under these
+    limits as if the host had just sent it, and a problem text if it was
+    unreadable or a drive was dropped."""
     try:
-        return SharesState.from_json(read_bytes_safely(path, 1 << 20)), None
+        state, dropped = SharesState.from_json(read_bytes_safely(path, 1 << 20)).rechecked(limits)
+        return state, (f"share state {printable(path)}: {'; '.join(dropped)}" if dropped else None)
     except FileNotFoundError:
         return SharesState(), None
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -59,7 +62,9 @@ def observe(conf: "AgentConfig", root: str, retries: Optional[Mapping[str, Retry
     unreadable), and (only after a failure) whether there is a route to the
     host."""
     mounts = parse_mountinfo(read_text(under(root, "/proc/self/mountinfo")) or "")
-    shares, problem = load_shares(under(root, conf.shares.state_file))
+    from agent.agentconfig import share_limits
+
+    shares, problem = load_shares(under(root, conf.shares.state_file), share_limits(conf))
     # Mounts are tried at once; only after a failure does the route to
     # the host tell "the network is not up yet" (wait for netlink
     # events) from "the server refused or is down" (back off). This

@@ -135,13 +135,15 @@ def _pattern_cost_problem(pattern: str) -> Optional[str]:
                 return f"has {refused[op]}"
             if op in repeat_ops:
                 low, high, sub = av
+                if inside_repeat and high != low:
+                    return "has a quantifier inside a quantified group"
                 if high != low:
                     repeats += 1
-                    if inside_repeat:
-                        return "has a quantifier inside a quantified group"
                     if repeats > MAX_REPEATS:
                         return f"has more than {MAX_REPEATS} quantifiers"
-                problem = walk(sub, inside_repeat or high != low)
+                # Any repeat of more than one encloses: a quantifier or an
+                # alternation inside a fixed {30} backtracks 2^30 ways too.
+                problem = walk(sub, inside_repeat or high > 1)
             elif op == sre_constants.BRANCH:
                 if inside_repeat:
                     return "has an alternation inside a quantified group"
@@ -279,8 +281,10 @@ def _redact_options(text: str, strict: bool = False) -> str:
         elif eq and norm in USER_NAMES and "%" in value:
             out.append(name + "=" + value[: value.index("%")] + "%***")
             after_password = True
-        elif (after_password or strict) and token.strip() and not _valid_plain_option(token) \
-                and not (eq and norm in USER_NAMES):
+        elif token.strip() and not _valid_plain_option(token) \
+                and (after_password or (strict and not (eq and norm in USER_NAMES))):
+            # After a password even a user option is hidden: the tail of a
+            # password whose comma was not doubled may read "username=...".
             out.append("***")
         else:
             out.append(token)
@@ -293,24 +297,16 @@ def _redact_v1(line: str, strict: bool = False) -> str:
     plainly a path or options is hidden; strict (a line of a misshapen
     item): so is every word of the options that is not a valid option."""
     fields = line.split(";", 2)
+    head = [_redact_path(f) for f in fields[:2]]
     if len(fields) < 3:
-        return ";".join(_redact_line(f) for f in fields)
-    return ";".join([_redact_line(f) for f in fields[:2]] + [_redact_options(fields[2], strict)])
+        return ";".join(head)
+    return ";".join(head + [_redact_options(fields[2], strict)])
 
 
-def _redact_line(line: str) -> str:
-    """A line of a misshapen item: shown when it cannot hide a password
-    (empty, a plain path, or options all valid on their own), its password
-    options hidden when it has some, else hidden as a whole."""
-    text = line.rstrip("\r")
-    if _PATHLIKE.fullmatch(text):
-        return line
-    tokens = [t for t in _tokens(text) if t]
-    if tokens and all(_valid_plain_option(t) for t in tokens):
-        return line
-    if _MARKER.search(text) or any(_option_name(t) in USER_NAMES and "%" in t for t in tokens):
-        return _redact_options(line)
-    return "***"
+def _redact_path(text: str) -> str:
+    """A mount point or alias field: shown when it is a plain path (or
+    empty), else ***."""
+    return text if _PATHLIKE.fullmatch(text.rstrip("\r")) else "***"
 
 
 def redact(value: str) -> str:
@@ -325,11 +321,15 @@ def redact(value: str) -> str:
         mountpoint, alias, username, _password, options = lines
         if "%" in username:
             username = username[: username.index("%")] + "%***"
-        head = [_redact_line(p) for p in (mountpoint, alias)]
+        head = [_redact_path(p) for p in (mountpoint, alias)]
         return "\n".join(head + [_redact_options(username), "***", _redact_options(options)])
     if len(lines) == 1:
         return redact_url(_redact_v1(value))
-    return "\n".join(_redact_v1(line, strict=True) if ";" in line else _redact_line(line) for line in lines)
+    # Misshapen: only the first two lines can be the mount point and alias
+    # (or the first a v1 item); any later line may be the password, even one
+    # that looks like a path or an option, and is hidden.
+    shown = [_redact_v1(line, strict=True) if ";" in line else _redact_path(line) for line in lines[:2]]
+    return "\n".join(shown + ["***" if line.strip() else line for line in lines[2:]])
 
 
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s?#]*)@")
@@ -361,12 +361,21 @@ def redact_item(key: str, value: str) -> str:
 
 
 def _redact_umount(value: str) -> str:
-    """A cifsumount item shown with only what its grammar holds (mount
-    point and alias); any further field is *** (a v2 mount item pushed
-    under the wrong key carries the user name and password there)."""
-    sep = "\n" if "\n" in value else ";"
-    fields = value.split(sep)
-    return sep.join(fields[:2] + ["***" if f.strip() else f for f in fields[2:]])
+    """A cifsumount item shown with only what its grammar holds: a mount
+    point and an alias, each shown only when it is a plain path; any other
+    field, and every field after the second (split at ';' and at line
+    ends alike: a v1 mount item with a trailing newline, or a v2 one,
+    pushed under the wrong key carries the user name and password
+    there), is ***."""
+    parts = re.split(r"(\n|;)", value)
+    shown: List[str] = []
+    for i, part in enumerate(parts):
+        if i % 2 or (i < 4 and _PATHLIKE.fullmatch(part.rstrip("\r"))):  # a separator, or a plain path
+            shown.append(part)
+        else:
+            shown.append("***" if part.strip() else part)
+    text = "".join(shown)
+    return "***" if _MARKER.search(text) else redact_url(text)
 
 
 def _check_path(what: str, path: str, pattern: Pattern[str], extra: Tuple[str, ...] = ()) -> str:
@@ -385,6 +394,15 @@ def _check_path(what: str, path: str, pattern: Pattern[str], extra: Tuple[str, .
     if not _match(pattern, path):
         raise ShareError(f"{_shown_path(what, path)} is not allowed (allowed: {pattern.pattern})")
     return path
+
+
+def check_mount_point(path: str, limits: Limits) -> Optional[str]:
+    """Why path is no mount point an item may name under these limits, or None."""
+    try:
+        _check_path("mount point", path, compile_pattern(limits.pattern), limits.forbidden)
+    except ShareError as exc:
+        return str(exc)
+    return None
 
 
 def _check_int(name: str, value: str, low: int, high: int, base: int = 10) -> str:
@@ -600,6 +618,30 @@ def parse_umount(value: str, limits: Limits = Limits()) -> Tuple[str, str]:
     mountpoint = _check_path("mount point", fields[0], pattern, limits.forbidden)
     alias = _check_path("alias", fields[1], pattern, limits.forbidden) if fields[1] else mountpoint
     return mountpoint, alias
+
+
+def recheck_drive(spec: ShareSpec, limits: Limits, taken: Tuple[str, ...] = ()) -> ShareSpec:
+    """A drive read back from the agent's own state file, re-validated as
+    if the host had just sent it: it must be exactly what parse_mount makes
+    of the v2 item it stands for under these limits (mount point, alias,
+    options, user name, domain and password all checked again), and its
+    mount point and alias must not be those of an earlier drive (`taken`).
+    ShareError (naming the drive, never the password) otherwise."""
+    what = _shown_path("drive", spec.mountpoint) if isinstance(spec.mountpoint, str) else "a drive"
+    fields = (spec.mountpoint, spec.alias, spec.username, spec.password)
+    if not all(isinstance(f, str) for f in fields) or not isinstance(spec.domain, (str, type(None))) \
+            or not all(isinstance(o, str) for o in spec.options):
+        raise ShareError(f"{what}: a field is not text")
+    options = list(spec.options) + ([f"domain={spec.domain}"] if spec.domain is not None else [])
+    try:
+        again = parse_mount("\n".join(fields + (",".join(options),)), limits)
+    except ShareError as exc:
+        raise ShareError(f"{what}: {exc}") from None
+    if again != spec:
+        raise ShareError(f"{what} is not what the agent makes of an item (options not in their checked form)")
+    if {spec.mountpoint, spec.alias} & set(taken):
+        raise ShareError(f"{what}: its mount point or alias is used by another drive")
+    return spec
 
 
 def credentials_file(spec: ShareSpec) -> str:

@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING, AbstractSet, Dict, Iterable, List, Mapping, Op
 
 from agent import kvp
 from agent.outcome import Action, Note, Outcome, PlanPart, Problem, first_line
-from agent.shares.items import CIFSMOUNT, CIFSUMOUNT, Limits, ShareError, ShareSpec, parse_mount, parse_umount
+from agent.shares.items import (
+    CIFSMOUNT,
+    CIFSUMOUNT,
+    Limits,
+    ShareError,
+    ShareSpec,
+    check_mount_point,
+    parse_mount,
+    parse_umount,
+    recheck_drive,
+)
 from agent.shares.mountinfo import MountEntry, stacked, top_mount
 
 if TYPE_CHECKING:
@@ -55,6 +65,33 @@ class SharesState:
         )
         pairs = {k: tuple((str(a), str(b)) for a, b in doc.get(k, [])) for k in ("mounted", "seen", "auth_failed")}
         return cls(drives, pairs["mounted"], pairs["seen"], pairs["auth_failed"])
+
+    def rechecked(self, limits: Limits) -> Tuple["SharesState", List[str]]:
+        """The state with every drive that fails the rules a fresh item
+        must pass (under these limits) dropped, and with the mount points
+        it remembers as mounted or refused kept only when they are allowed
+        mount points: anyone with root may have written the file. Also the
+        problems, one per dropped entry (naming the drive, never a password)."""
+        problems: List[str] = []
+        drives: List[ShareSpec] = []
+        taken: Tuple[str, ...] = ()
+        for spec in self.drives:
+            try:
+                drives.append(recheck_drive(spec, limits, taken))
+                taken += (spec.mountpoint, spec.alias)
+            except ShareError as exc:
+                problems.append(f"{exc}; the drive was dropped")
+        pairs = {}
+        for name in ("mounted", "auth_failed"):
+            kept = []
+            for mp, fp in getattr(self, name):
+                problem = check_mount_point(mp, limits)
+                if problem:
+                    problems.append(f"{name}: {problem}; it was dropped")
+                else:
+                    kept.append((mp, fp))
+            pairs[name] = tuple(kept)
+        return SharesState(tuple(drives), pairs["mounted"], self.seen, pairs["auth_failed"]), problems
 
 
 # ---- actions ---------------------------------------------------------------

@@ -294,6 +294,37 @@ def test_a_cifsumount_item_shows_only_its_mount_point_and_alias():
     assert redact_item("cifsumount", "/c\n/C\n") == "/c\n/C\n"
 
 
+@pytest.mark.parametrize("value", [
+    "/c;/C;username=me,password=QXQXQX9,noperm\n",
+    "/c;/C;username=me,password=QXQXQX9,noperm\r\n",
+    "/c;/C;username=me,password=QXQXQX9\n/C\n",
+    "/c\nusername=me,password=QXQXQX9\n",
+    "/c;password=QXQXQX9",
+    "password=QXQXQX9;/C",
+])
+def test_a_cifsumount_item_shows_no_password_in_any_field(value):
+    """A v1 mount item with a trailing newline pushed under cifsumount was
+    split at the newline and its first line, options and all, shown."""
+    shown = redact_item("cifsumount", value)
+    assert "QXQXQX9" not in shown
+    assert shown.startswith("/c") or shown.startswith("***")
+
+
+@pytest.mark.parametrize("value", [
+    "/c\n/C\nme\n/QXQXQX9\nnoperm\n",  # a line added: 6 lines
+    "/c\n/C\nme\n/QXQXQX9",  # a line missing: 4 lines
+    "/c\n/C\nme\nnoperm\n/QXQXQX9\n",
+    "/c;/C;username=me,password=x,username=QXQXQX9",  # an undoubled comma
+    "/c;/C;password=x,user=QXQXQX9,noperm",
+    "/c;/C;username=me,password=x,username=QXQXQX9\n",
+])
+def test_a_misshapen_mount_item_hides_every_line_that_may_be_the_password(value):
+    """Lines after the first two of a misshapen v2 item were shown when
+    they looked like a path (/QXQXQX9); a password tail reading
+    'username=...' after an undoubled comma was shown."""
+    assert "QXQXQX9" not in redact_item("cifsmount", value)
+
+
 def test_the_agents_own_json_files_are_read_as_outside_input(tmp_path):
     """watch.json and status.json that are FIFOs or symlinks: no hang, no
     read through the link (`watch list` hung on a FIFO before)."""
@@ -537,6 +568,9 @@ def test_deep_json_is_a_value_error_not_a_recursion_error():
     "[shares]\nmount_pattern = \"^(a+)+$\"",
     "[shares]\nmount_pattern = \"^/(x|xx)*$\"",
     "[shares]\nmount_pattern = \"" + "a" * 500 + "\"",
+    # A quantifier inside a fixed repeat is nested too: 2^n backtracking.
+    "[shares]\nmount_pattern = '^/(?:[a-z]?){30}[a-z]{30}$'",
+    "[shares]\nmount_pattern = '^/(?:a|ab){20}$'",
     "[database]\nmount_point = \"/\"",
     "[database]\nmount_point = \"/etc\"",
     "[kvp]\npool_dir = \"/var/lib/../../etc\"",
@@ -671,3 +705,140 @@ def test_read_tree_checked_never_raises_and_accounts_for_every_entry(tmp_path_fa
             assert key not in tree
     assert all("QXQX" not in str(v) for v in tree.values())
     assert all(str(k).isprintable() and str(v).isprintable() for k, v in problems.items())
+
+
+# ---- the agent's own share state is outside input ----------------------------
+
+def test_a_drive_in_the_share_state_passes_the_rules_of_a_fresh_item(tmp_path):
+    """shares.json with a drive at /etc bound onto /, with exec, suid and
+    credentials= options and a user name carrying a line break, was
+    planned as it stood (mount at /etc, bind /etc onto /)."""
+    import json
+
+    from agent.shares.apply import load_shares
+    from agent.shares.items import Limits
+    from agent.shares.plan import SharesState
+
+    good = parse_mount("/c\n/C\nCORP\\me\npw,x\nnoperm,vers=3.0")
+    bad = [
+        {"mountpoint": "/etc", "alias": "/", "username": "me\ncredentials=/x", "password": "QXQXQX9",
+         "domain": None, "options": ["exec", "suid", "credentials=/root/.smb"]},
+        {"mountpoint": "/d", "alias": "/D", "username": "me", "password": "QXQXQX9", "domain": None,
+         "options": ["exec"]},
+        {"mountpoint": "/e", "alias": "/c", "username": "me", "password": "QXQXQX9", "domain": None,
+         "options": []},  # the alias of another drive
+        {"mountpoint": "/f", "alias": "/F", "username": "me", "password": "QXQXQX9", "domain": None,
+         "options": ["VERS=3.0"]},  # not in its checked form
+        {"mountpoint": "/g", "alias": "/G", "username": 7, "password": "QXQXQX9", "domain": None,
+         "options": []},
+    ]
+    state = SharesState((good,), (("/c", "fp"),))
+    doc = json.loads(state.to_json())
+    doc["drives"] += bad
+    doc["mounted"].append(["/etc", "fp"])
+    path = tmp_path / "shares.json"
+    path.write_text(json.dumps(doc))
+    loaded, problem = load_shares(str(path), Limits())
+    assert loaded == state
+    assert problem is not None and "QXQXQX9" not in problem
+    for drive in ("'/etc'", "'/d'", "'/e'", "'/f'", "'/g'"):
+        assert f"drive {drive}" in problem
+    assert "mounted: mount point '/etc' is a system directory" in problem
+    # Under a narrower pattern a drive saved before is dropped too.
+    assert load_shares(str(path), Limits(r"^/[a-b]$"))[0].drives == ()
+    path.write_text(state.to_json().decode())
+    assert load_shares(str(path), Limits()) == (state, None)
+
+
+# ---- no system command from a read-only command or under --root ---------------
+
+def test_dockerd_version_is_asked_only_by_the_agents_own_passes_on_a_live_system(tmp_path):
+    """plan and daemon-json (read-only) ran `dockerd --version`, and did so
+    under --root too, where docker.dockerd can name any program."""
+    from dataclasses import replace
+
+    from agent.agentconfig import AgentConfig
+    from agent.settings import apply as settings_apply
+
+    marker = tmp_path / "ran"
+    fake = tmp_path / "fake-dockerd"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\necho 'Docker version 24.0.7, build x'\n")
+    fake.chmod(0o755)
+    conf = AgentConfig()
+    conf = replace(conf, docker=replace(conf.docker, dockerd=str(fake)))
+    dropins = tmp_path / "etc/moby-agent/daemon.json.d"
+    dropins.mkdir(parents=True)
+    (dropins / "10-debug.json").write_text('{"debug": true}')
+    settings_apply._VERSION_CACHE.clear()
+    for live, run_programs in ((False, True), (False, False), (True, False)):
+        inputs = settings_apply.observe_host(conf, str(tmp_path), (), live=live, run_programs=run_programs)
+        assert not marker.exists() and inputs.dockerd_version == (20, 10)
+    inputs = settings_apply.observe_host(conf, str(tmp_path), (), live=True, run_programs=True)
+    assert marker.exists() and inputs.dockerd_version == (24, 0)
+    settings_apply._VERSION_CACHE.clear()
+
+
+def test_the_restart_command_is_never_a_system_command_under_root(tmp_path, monkeypatch):
+    """With the working directory inside the root, a bare `rc-service`
+    passed the guard (realpath resolved it against the cwd) and the
+    system's rc-service ran from PATH."""
+    from agent.settings.apply import restart_program
+
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    (root / "rc-service").write_text("#!/bin/sh\n")
+    (root / "bin" / "restart").write_text("#!/bin/sh\n")
+    (root / "bin" / "sh").symlink_to(shutil.which("sh"))
+    monkeypatch.chdir(root)
+    for program in ("rc-service", "bin/restart", str(root / "bin" / "sh"), shutil.which("sh")):
+        with pytest.raises(RuntimeError, match="not done under --root"):
+            restart_program(program, str(root))
+    assert restart_program(str(root / "bin" / "restart"), str(root)) == str(root / "bin" / "restart")
+    # Live: found through PATH, never through the working directory.
+    assert restart_program("sh", "/") == shutil.which("sh")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(RuntimeError, match="not found in PATH"):
+        restart_program("rc-service", "/")
+
+
+def test_a_symlinked_last_directory_stays_inside_the_root(tmp_path):
+    """var/lib/hyperv and daemon.json.d symlinked out of the root: the pool
+    was read (and pool 1 written) and the drop-ins rendered from outside,
+    through the unresolved last directory."""
+    from agent import hub
+    from agent.agentconfig import AgentConfig
+    from agent.settings.apply import observe_host
+    from tests.integration.writer import make_pool_dir, write_items
+
+    outside, root = tmp_path / "outside", tmp_path / "root"
+    make_pool_dir(outside / "hyperv")
+    write_items(str(outside / "hyperv" / ".kvp_pool_0"), [("secret", "QXQXQX9")])
+    (outside / "dropins").mkdir()
+    (outside / "dropins" / "10-x.json").write_text('{"debug": true}')
+    (root / "var/lib").mkdir(parents=True)
+    (root / "etc/moby-agent").mkdir(parents=True)
+    (root / "var/lib/hyperv").symlink_to(outside / "hyperv")
+    (root / "etc/moby-agent/daemon.json.d").symlink_to(outside / "dropins")
+    obs = hub.observe(AgentConfig(), str(root), None)
+    assert all(not pool.items for pool in obs.pools.values())
+    assert observe_host(AgentConfig(), str(root), (), live=False).dropins == ()
+    # A link inside the root is followed inside it.
+    (root / "var/lib/hyperv").unlink()
+    make_pool_dir(root / "real")
+    write_items(str(root / "real" / ".kvp_pool_0"), [("k", "v")])
+    (root / "var/lib/hyperv").symlink_to("/real")
+    assert [i[0] for i in hub.observe(AgentConfig(), str(root), None).pools[0].items] == ["k"]
+
+
+def test_legitimate_mount_patterns_plan_in_linear_time():
+    """The cost check refuses nested repeats; the usual patterns pass and
+    match a long path at once."""
+    from agent.shares.items import Limits, compile_pattern
+
+    for pattern in (r"^/[A-Za-z]$", r"^/[a-z]+$", r"^/(c|d|host)$", r"^/(host/)?[A-Za-z]$", r"^/[a-z]{2}[0-9]{3}$"):
+        compiled = compile_pattern(pattern)
+        with deadline(2):
+            for _ in range(1000):
+                compiled.fullmatch("/" + "a" * 60 + "A")
+            with pytest.raises(ShareError):
+                parse_mount("/" + "a" * 30 + "A;;username=me,password=x", Limits(pattern))

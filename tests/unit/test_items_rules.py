@@ -22,9 +22,9 @@ def test_shown_options_and_credentials_file_carry_the_domain():
         # A misshapen v2 item (not five lines): the username line is hidden too,
         # as it cannot be told from the password line for certain.
         ("/c\n/C\nu\nsecret", "/c\n/C\n***\n***"),
-        # More than five lines is misshapen too: the username and password
-        # lines hidden, the rest redacted as options.
-        ("/c\n/C\nu\nsecret\nnoperm\npassword=y", "/c\n/C\n***\n***\nnoperm\npassword=***"),
+        # More than five lines is misshapen too: every line after the first
+        # two is hidden (which is the password cannot be told for certain).
+        ("/c\n/C\nu\nsecret\nnoperm\npassword=y", "/c\n/C\n***\n***\n***\n***"),
     ],
 )
 def test_redaction_replaces_exactly_the_passwords(value, shown):
