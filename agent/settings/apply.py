@@ -36,8 +36,13 @@ log = logging.getLogger("moby-agent")
 _VERSION_CACHE: Dict[str, Tuple[int, int]] = {}
 
 
+def _text(value: Union[str, bytes, None]) -> Optional[str]:
+    return value if isinstance(value, str) else None
+
+
 def _dockerd_version(conf: AgentConfig) -> Tuple[int, int]:
-    result = run_command([conf.docker.dockerd, "--version"], 10)
+    # 30 s: the binary's start alone took 11 s in the stand-in guest (TCG).
+    result = run_command([conf.docker.dockerd, "--version"], 30)
     return daemonjson.version_of(result.output) if result.returncode == 0 else (20, 10)
 
 
@@ -147,7 +152,9 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
             except OSError:
                 files[target] = None  # absent, or not a plain file: written anew (a link is replaced, not followed)
     version = _VERSION_CACHE.get(conf.docker.dockerd)
-    if version is None and (tree or dropins) and run_programs:
+    texts = [t for _n, t in dropins] + [_text((tree or {}).get("etc/docker/daemon.json"))]
+    proxy_set = any((tree or {}).get(k) for k in ("proxy/http", "proxy/https", "proxy/exclude"))
+    if version is None and run_programs and daemonjson.version_matters(texts, proxy_set):
         version = _VERSION_CACHE[conf.docker.dockerd] = _dockerd_version(conf)
     net = None
     try:

@@ -577,6 +577,27 @@ def proxy_values(layers: Layers) -> Dict[str, Optional[str]]:
     return {"proxy/http": layers.proxy_http, "proxy/https": layers.proxy_https, "proxy/exclude": layers.proxy_exclude}
 
 
+def version_matters(texts: Sequence[Optional[str]], proxy_set: bool) -> bool:
+    """Whether the engine's version can change the rendered daemon.json:
+    only for proxies and the keys dockerd 23 removed. Asking `dockerd
+    --version` costs a start of a 70 MB Go binary (11 s under the stand-in
+    guest's TCG), so the pass asks only then; for every other document the
+    render is the same whatever the version. A text that does not parse is
+    the render's problem to name."""
+    from agent.system import loads_limited
+
+    if proxy_set:
+        return True
+    for text in texts:
+        try:
+            doc = loads_limited(text) if text else None
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and set(doc) & (REMOVED_IN_23 | {"proxies"}):
+            return True
+    return False
+
+
 def render(layers: Layers, docker_opts: str = "", version: Tuple[int, int] = (20, 10),
            host_address: str = "10.0.75.1") -> Dict[str, Any]:
     """The daemon.json document, or ConfigProblem naming the bad part. The

@@ -197,3 +197,12 @@ def test_every_reloadable_key_changed_at_once_is_still_a_reload():
 
 def test_version_with_a_comma_right_after_it():
     assert daemonjson.version_of("Docker version 24.0,build x") == (24, 0)
+
+
+def test_the_version_matters_only_for_proxies_and_the_keys_23_removed():
+    assert not daemonjson.version_matters(['{"debug": true}', None, "not json"], False)
+    assert daemonjson.version_matters(['{"debug": true}'], True)
+    assert daemonjson.version_matters(['{"graph": "/x"}'], False)
+    assert daemonjson.version_matters([None, '{"proxies": {}}'], False)
+    for key in daemonjson.REMOVED_IN_23:
+        assert daemonjson.version_matters([json.dumps({key: 1})], False), key

@@ -770,6 +770,11 @@ def test_dockerd_version_is_asked_only_by_the_agents_own_passes_on_a_live_system
     dropins.mkdir(parents=True)
     (dropins / "10-debug.json").write_text('{"debug": true}')
     settings_apply._VERSION_CACHE.clear()
+    # A document whose render is the same for every engine: never asked
+    # (the binary's start took 11 s in the guest).
+    inputs = settings_apply.observe_host(conf, str(tmp_path), (), live=True, run_programs=True)
+    assert not marker.exists() and inputs.dockerd_version == (20, 10)
+    (dropins / "20-graph.json").write_text('{"graph": "/var/lib/docker"}')  # gone in 23: the version matters
     for live, run_programs in ((False, True), (False, False), (True, False)):
         inputs = settings_apply.observe_host(conf, str(tmp_path), (), live=live, run_programs=run_programs)
         assert not marker.exists() and inputs.dockerd_version == (20, 10)
