@@ -182,7 +182,8 @@ def test_an_inotify_overflow_forces_a_pass(pool_dir, watcher, caplog):
     for i in range(limit + 10):
         os.close(os.open(names[i % 2], os.O_WRONLY | os.O_CREAT))
     assert watcher.wait(0) is True  # the overflow
-    assert "inotify queue overflowed: events were lost; running a full pass" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "inotify queue overflowed: events were lost; running a full pass"]
     assert watcher.watching == str(pool_dir)
     write_items(pool_dir / ".kvp_pool_0", [("k", "v")])  # still watching after it
     assert readable(watcher)
@@ -265,3 +266,24 @@ def test_once_the_pool_directory_is_back_its_parent_no_longer_wakes_it(pool_dir,
     (pool_dir.parent / "file").write_text("x")
     assert not readable(watcher, 0.1)
 
+
+
+def test_without_settling_what_arrives_after_the_wake_up_read_is_left(pool_dir, watcher, monkeypatch):
+    """settle_ms 0: a wake-up is exactly one read; a write that lands after
+    it is the next pass's, not drained into this one."""
+    first = watcher.read
+    calls = []
+
+    def read_then_write():
+        got = first()
+        if not calls:
+            write_items(pool_dir / ".kvp_pool_0", [("k", "again")])
+        calls.append(got)
+        return got
+
+    monkeypatch.setattr(watcher, "read", read_then_write)
+    write_items(pool_dir / ".kvp_pool_0", [("k", "v")])
+    assert readable(watcher)
+    assert watcher.wait(settle_ms=0) is True
+    assert calls == [True]
+    assert readable(watcher, 0.05)
