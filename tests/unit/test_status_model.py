@@ -277,3 +277,34 @@ def test_a_stopped_or_unconfirmed_agent_has_no_running_pid(tmp_path):
     assert status.running_pid({"state": "stopped", "pid": 42, "start_time": 1}) is None
     assert status.running_pid({"state": "running", "pid": 1}) is None
     assert status.running_pid({"state": "running", "pid": 42, "start_time": 1}, proc=str(tmp_path)) is None
+
+
+def fake_proc(tmp_path, argv, start=555):
+    """A /proc with one process, pid 4242: its stat (start time field 22)
+    and its argv."""
+    proc = tmp_path / "proc"
+    (proc / "4242").mkdir(parents=True)
+    rest = [b"S"] + [b"%d" % i for i in range(4, 22)] + [b"%d" % start] + [b"0"] * 30
+    (proc / "4242" / "stat").write_bytes(b"4242 (python3) " + b" ".join(rest) + b"\n")
+    (proc / "4242" / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+    return str(proc)
+
+
+def test_the_running_agent_is_the_pid_proc_confirms(tmp_path):
+    from agent.system import AGENT_PROGRAM
+
+    root = tmp_path / "root"
+    root.mkdir()
+    doc = {"state": "running", "pid": 4242, "start_time": 555}
+    proc = fake_proc(tmp_path, [AGENT_PROGRAM, "run", "--root", str(root)])
+    assert status.running_pid(doc, proc=proc) == 4242
+    assert status.running_pid(doc, "", proc=proc) == 4242
+    assert status.running_pid(doc, str(root), proc=proc) == 4242
+    assert status.running_pid(dict(doc, state="degraded: shares"), str(root), proc=proc) == 4242
+    # another root, another start time, stopped, or not the agent: none
+    other = tmp_path / "other"
+    other.mkdir()
+    assert status.running_pid(doc, str(other), proc=proc) is None
+    assert status.running_pid(dict(doc, start_time=556), proc=proc) is None
+    assert status.running_pid(dict(doc, state="stopped"), proc=proc) is None
+    assert status.running_pid(doc, proc=fake_proc(tmp_path / "x", ["/bin/sleep", "30"])) is None
