@@ -25,6 +25,7 @@ def no_compiled_patterns(monkeypatch):
     ("/c;/C;username=u,password=p,tail,noperm", "/c;/C;username=u,password=***,***,noperm"),
     ("/c;/C;username=u,password=p,foo=bar", "/c;/C;username=u,password=***,***"),
     ("/c;/C;password=p,username=u", "/c;/C;password=***,username=u"),
+    ("/c;/C;username=me password=x,tail", "/c;/C;username=me password=***,***"),
     # user%password: everything after the first % is the password
     ("/c;/C;username=u%pw=x,noperm", "/c;/C;username=u%***,noperm"),
     ("/c;/C;username=u%p%w", "/c;/C;username=u%***"),
