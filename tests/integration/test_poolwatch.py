@@ -182,8 +182,108 @@ def test_an_inotify_overflow_forces_a_pass(pool_dir, watcher, caplog):
     for i in range(limit + 10):
         os.close(os.open(names[i % 2], os.O_WRONLY | os.O_CREAT))
     assert watcher.wait(0) is True  # the overflow
-    assert "inotify queue overflowed: events were lost; running a full pass" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "inotify queue overflowed: events were lost; running a full pass"]
     assert watcher.watching == str(pool_dir)
     write_items(pool_dir / ".kvp_pool_0", [("k", "v")])  # still watching after it
     assert readable(watcher)
     assert watcher.wait(0) is True
+
+
+def test_events_queued_while_settling_are_drained_for_any_settle_time(pool_dir, watcher, monkeypatch):
+    """wait(settle_ms) drains until the directory has been quiet for
+    settle_ms: an event already queued when the settling starts is part of
+    the burst, even for the smallest settle time (1 ms, the default)."""
+    first = watcher.read
+    calls = []
+
+    def read_then_write():
+        got = first()
+        if not calls:  # the wake-up read: the next write lands while settling
+            write_items(pool_dir / ".kvp_pool_0", [("k", "again")])
+            assert readable(watcher)
+        calls.append(got)
+        return got
+
+    monkeypatch.setattr(watcher, "read", read_then_write)
+    write_items(pool_dir / ".kvp_pool_0", [("k", "v")])
+    assert readable(watcher)
+    assert watcher.wait(settle_ms=1) is True
+    assert len(calls) >= 2  # it read again while settling
+    assert not readable(watcher, 0.05)  # and left nothing for another pass
+
+
+def test_a_burst_delivered_while_settling_is_drained(pool_dir, watcher, monkeypatch):
+    """Several writes, each landing while the previous one settles: one pass,
+    and when wait() returns nothing of the burst is left."""
+    first = watcher.read
+    left = [3]
+
+    def read_then_write():
+        got = first()
+        if left[0]:
+            left[0] -= 1
+            write_items(pool_dir / ".kvp_pool_0", [("n", str(left[0]))])
+        return got
+
+    monkeypatch.setattr(watcher, "read", read_then_write)
+    write_items(pool_dir / ".kvp_pool_0", [("n", "first")])
+    assert readable(watcher)
+    assert watcher.wait(settle_ms=20) is True
+    assert left[0] == 0
+    assert not readable(watcher, 0.05)
+
+
+def test_a_pool_write_after_the_watch_came_back_wakes_it(pool_dir, watcher):
+    """The pool directory gone, then back: the first pool write after the
+    re-arm is a pass, whatever the kernel reports about the watch that was
+    let go in the same read (IN_IGNORED of the ancestor's watch)."""
+    shutil.rmtree(pool_dir)
+    assert watcher.wait(0) is True
+    assert watcher.watching == str(pool_dir.parent)
+    pool_dir.mkdir()
+    assert readable(watcher)
+    assert watcher.wait(0) is True
+    assert watcher.watching == str(pool_dir)
+    write_items(pool_dir / ".kvp_pool_0", [("k", "v")])
+    assert readable(watcher)
+    assert watcher.read() is True
+
+
+def test_once_the_pool_directory_is_back_its_parent_no_longer_wakes_it(pool_dir, watcher):
+    """The ancestor is watched only while the pool directory is missing:
+    after the re-arm, a change in the parent does not wake the loop (the old
+    watch is let go, not leaked)."""
+    shutil.rmtree(pool_dir)
+    assert watcher.wait(0) is True
+    pool_dir.mkdir()
+    assert readable(watcher)
+    assert watcher.wait(0) is True
+    assert watcher.watching == str(pool_dir)
+    while readable(watcher, 0.05):  # what the re-arm itself queued
+        assert watcher.read() is False
+    (pool_dir.parent / "other").mkdir()
+    (pool_dir.parent / "file").write_text("x")
+    assert not readable(watcher, 0.1)
+
+
+
+def test_without_settling_what_arrives_after_the_wake_up_read_is_left(pool_dir, watcher, monkeypatch):
+    """settle_ms 0: a wake-up is exactly one read; a write that lands after
+    it is the next pass's, not drained into this one."""
+    first = watcher.read
+    calls = []
+
+    def read_then_write():
+        got = first()
+        if not calls:
+            write_items(pool_dir / ".kvp_pool_0", [("k", "again")])
+        calls.append(got)
+        return got
+
+    monkeypatch.setattr(watcher, "read", read_then_write)
+    write_items(pool_dir / ".kvp_pool_0", [("k", "v")])
+    assert readable(watcher)
+    assert watcher.wait(settle_ms=0) is True
+    assert calls == [True]
+    assert readable(watcher, 0.05)

@@ -4,11 +4,21 @@ capability, and the others go on."""
 
 import logging
 
+import pytest
+
 from agent import hub, kvp
 from agent.agentconfig import AgentConfig
 from agent.loop import Agent
 
 C = "/c;/C;username=me,password=s3cret,noperm"
+
+
+@pytest.fixture(autouse=True)
+def fresh_tracebacks(monkeypatch):
+    """hub logs each failure's traceback once per process: a test that
+    counts them starts from none (whatever ran before in this process, such
+    as mutmut's earlier passes over the same tests)."""
+    monkeypatch.setattr(hub, "_LOGGED", set())
 
 
 def fixture(tmp_path):
