@@ -24,7 +24,9 @@ def no_compiled_patterns(monkeypatch):
     ("/c;/C;username=u,password=p,workgroup=CORP", "/c;/C;username=u,password=***,***"),
     ("/c;/C;username=u,password=p,tail,noperm", "/c;/C;username=u,password=***,***,noperm"),
     ("/c;/C;username=u,password=p,foo=bar", "/c;/C;username=u,password=***,***"),
-    ("/c;/C;password=p,username=u", "/c;/C;password=***,username=u"),
+    # a user option after a password too: `password=x,username=QX` was the
+    # password's tail shown (the attacker's pass, issue 14)
+    ("/c;/C;password=p,username=u", "/c;/C;password=***,***"),
     ("/c;/C;username=me password=x,tail", "/c;/C;username=me password=***,***"),
     # user%password: everything after the first % is the password
     ("/c;/C;username=u%pw=x,noperm", "/c;/C;username=u%***,noperm"),
@@ -45,7 +47,7 @@ def no_compiled_patterns(monkeypatch):
     ("/c\r\n/C\r\nu\r\n", "/c\r\n/C\r\n***\n"),
     ("/c\n/C\nnoperm,X\n", "/c\n/C\n***\n"),
     ("/c\n/C\nusername=u,setuids\n", "/c\n/C\n***\n"),
-    ("/c\n/C\nusername=u%pw,noperm\n", "/c\n/C\nusername=u%***,noperm\n"),
+    ("/c\n/C\nusername=u%pw,noperm\n", "/c\n/C\n***\n"),  # past line 1 of a misshapen item: hidden whole
 ])
 def test_redaction_hides_what_could_be_a_password_and_nothing_else(value, shown):
     assert redact_item(CIFSMOUNT, value) == shown
