@@ -12,10 +12,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
 from agent.outcome import ActionFailed, Executor, Outcome, PlanPart, first_line
+from agent.shares import failures
+from agent.shares.failures import REFUSED
 from agent.shares.items import credentials_file
 from agent.shares.mountinfo import MountEntry, parse_mountinfo
 from agent.shares.plan import (
-    REFUSED,
     BindAlias,
     MountShare,
     RemoveDir,
@@ -34,9 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("moby-agent")
 
-# Read once, here, from mount.cifs's whole output (a warning line may come
-# first); from then on it is the outcome's typed cause (REFUSED).
-AUTH_ERROR = "mount error(13)"
+# The probe of the host after a failed mount (a module attribute: tests
+# replace it). Only on a live system: never under --root.
+probe = failures.probe_smb
+PROBED = frozenset({failures.NO_ROUTE, failures.PORT_BLOCKED, failures.HOST_DOWN})
 
 
 def load_shares(path: str) -> Tuple[SharesState, Optional[str]]:
@@ -69,8 +71,11 @@ def observe(conf: "AgentConfig", root: str, retries: Optional[Mapping[str, Retry
 
 
 class MountFailed(ActionFailed):
-    def __init__(self, message: str, auth: bool) -> None:
-        super().__init__(message, REFUSED if auth else None)
+    """The cause (failures.Cause.kind) is typed, read once from mount.cifs's
+    whole output (a warning line may come first)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message, cause)
 
 
 def _set(state: SharesState, attr: str, key: str, value: Optional[str]) -> SharesState:
@@ -102,11 +107,15 @@ def mount_share(action: MountShare, ctx: "Context") -> None:
         os.unlink(creds)  # right after the mount returns
     fp = spec.fingerprint()
     if result.returncode != 0:
-        auth = AUTH_ERROR in result.output
-        if auth:
+        output = result.output.replace(spec.password, "***") if spec.password else result.output
+        host = ctx.conf.host.address
+        cause = failures.explain(output, host, spec.share)
+        if cause.kind in PROBED and ctx.root in ("", "/"):
+            cause = failures.explain(output, host, spec.share, probe(host))  # 2 s at most, after a failure only
+        if cause.kind == REFUSED:
             ctx.shares = _set(ctx.shares, "auth_failed", spec.mountpoint, fp)
             ctx.changed = True
-        raise MountFailed(result.output.replace(spec.password, "***") if spec.password else result.output, auth)
+        raise MountFailed(cause.line(), cause.kind)
     ctx.shares = _set(_set(ctx.shares, "auth_failed", spec.mountpoint, None), "mounted", spec.mountpoint, fp)
     ctx.changed = True
     log.info("share %s mounted at %s", action.source, action.spec.mountpoint)

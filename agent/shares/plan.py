@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, AbstractSet, Dict, Iterable, List, Mapping, Op
 
 from agent import kvp
 from agent.outcome import Action, Note, Outcome, PlanPart, Problem, first_line
+from agent.shares.failures import REFUSED, no_route_text, refused_text
 from agent.shares.items import CIFSMOUNT, CIFSUMOUNT, Limits, ShareError, ShareSpec, parse_mount, parse_umount
 from agent.shares.mountinfo import MountEntry, stacked, top_mount
 
@@ -267,13 +268,12 @@ def plan_shares(
             continue
         if auth_failed.get(mp) == fp:
             states[mp] = AUTH_STATE
-            problems.append(Problem("shares", mp, f"{mp}: the server refused the credentials; share the drive "
-                                    "again with the current password"))
+            problems.append(Problem("shares", mp, f"{mp}: {refused_text()}"))
             continue
         if network_ok is False:
             waiting_for_network = True
-            states[mp] = f"waiting: no route to {host}"
-            problems.append(Problem("shares", mp, f"{mp}: no route to {host}", "waiting"))
+            states[mp] = f"waiting: {no_route_text(host)}"
+            problems.append(Problem("shares", mp, f"{mp}: {no_route_text(host)}", "waiting"))
             continue
         retry = retries.get(mp)
         if retry is not None and retry.next_at > now:
@@ -301,13 +301,9 @@ def plan_shares(
     return SharePlan(tuple(actions), tuple(problems), {"shares": note}, states, waiting_for_network)
 
 
-# An outcome's cause (Outcome.cause) when the server refused the credentials.
-REFUSED = "credentials refused"
-
 # A drive whose credentials the server refused: the same words right after the
 # failed mount and at every later pass (pool 1 is rewritten only on change).
-AUTH_STATE = ("failed: mount error(13): the server refused the credentials; share the drive again with the "
-              "current password")
+AUTH_STATE = f"failed: {refused_text()} (mount error(13))"
 
 
 def drive_states_after(
