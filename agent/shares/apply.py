@@ -90,10 +90,19 @@ def _set(state: SharesState, attr: str, key: str, value: Optional[str]) -> Share
     return replace(state, mounted=new) if attr == "mounted" else replace(state, auth_failed=new)
 
 
+def _makedirs(ctx: "Context", path: str) -> None:
+    """Create a mount point or alias, remembering it if the agent made it
+    (an old alias is removed only then)."""
+    if not os.path.isdir(ctx.path(path)):
+        os.makedirs(ctx.path(path), exist_ok=True)
+        ctx.shares = replace(ctx.shares, made=tuple(sorted({*ctx.shares.made, path})))
+        ctx.changed = True
+
+
 def mount_share(action: MountShare, ctx: "Context") -> None:
     spec = action.spec
     target = ctx.path(spec.mountpoint)
-    os.makedirs(target, exist_ok=True)
+    _makedirs(ctx, spec.mountpoint)
     creds_dir = os.path.dirname(ctx.path(ctx.conf.shares.state_file))
     os.makedirs(creds_dir, mode=0o700, exist_ok=True)
     fd, creds = create_exclusive(creds_dir, ".credentials-")  # mode 0600
@@ -127,7 +136,7 @@ def bind_alias(action: BindAlias, ctx: "Context") -> None:
     table = parse_mountinfo(read_text(ctx.path("/proc/self/mountinfo")) or "")
     if not any(e.target == action.source and e.fstype == "cifs" for e in table):
         raise RuntimeError(f"bind {action.source} at {action.target}: {action.source} is not mounted")
-    os.makedirs(ctx.path(action.target), exist_ok=True)
+    _makedirs(ctx, action.target)
     result = run_command(["mount", "-o", "bind", ctx.path(action.source), ctx.path(action.target)], 10,
                          ctx.should_stop)
     if result.returncode != 0:
@@ -147,12 +156,17 @@ def unmount(action: Unmount, ctx: "Context") -> None:
 
 
 def remove_dir(action: RemoveDir, ctx: "Context") -> None:
+    removed = True
     try:
         os.rmdir(ctx.path(action.path))
     except FileNotFoundError:
         pass
     except OSError as exc:
         log.info("kept %s: %s", action.path, exc.strerror)
+        removed = False
+    if removed and action.path in ctx.shares.made:
+        ctx.shares = replace(ctx.shares, made=tuple(p for p in ctx.shares.made if p != action.path))
+        ctx.changed = True
     if action.path == action.drive:
         ctx.shares = _set(ctx.shares, "mounted", action.drive, None)
         ctx.changed = True

@@ -37,6 +37,7 @@ class SharesState:
     mounted: Tuple[Tuple[str, str], ...] = ()
     seen: Tuple[Tuple[str, str], ...] = ()
     auth_failed: Tuple[Tuple[str, str], ...] = ()
+    made: Tuple[str, ...] = ()  # directories the agent created (mount points, aliases)
 
     def to_json(self) -> bytes:
         doc = asdict(self)
@@ -55,7 +56,8 @@ class SharesState:
             for d in doc.get("drives", [])
         )
         pairs = {k: tuple((str(a), str(b)) for a, b in doc.get(k, [])) for k in ("mounted", "seen", "auth_failed")}
-        return cls(drives, pairs["mounted"], pairs["seen"], pairs["auth_failed"])
+        made = tuple(sorted({str(p) for p in doc.get("made", [])}))
+        return cls(drives, pairs["mounted"], pairs["seen"], pairs["auth_failed"], made)
 
 
 # ---- actions ---------------------------------------------------------------
@@ -219,11 +221,16 @@ def plan_shares(
     present = {key for key, _ in items}
     seen = {key: value for key, value in state.seen if key in present}
     states: Dict[str, str] = {}
+    # A cifsumount the host deleted since the last pass: a re-share (README:
+    # cifsmount/cifsumount ordering), so the cifsmount present counts as new.
+    reshared = any(key == CIFSUMOUNT for key, _ in state.seen) and CIFSUMOUNT not in present
+    # cifsumount before cifsmount, whatever the file order (the daemon
+    # rewrites a record in place: file order is not write order); both new
+    # in one pass: the cifsmount wins (the host's re-share ends with it).
+    ordered = [i for i in items if i[0] == CIFSUMOUNT] + [i for i in items if i[0] == CIFSMOUNT]
 
-    for key, value in items:  # file order: a later record is a later write
-        if key not in (CIFSMOUNT, CIFSUMOUNT):
-            continue
-        fresh = seen.get(key) != digest(value)
+    for key, value in ordered:
+        fresh = seen.get(key) != digest(value) or (key == CIFSMOUNT and reshared)
         seen[key] = digest(value)
         try:
             if key == CIFSMOUNT:
@@ -252,31 +259,46 @@ def plan_shares(
     waiting_for_network = False
     source_of = {spec.mountpoint: f"//{host}/{spec.share}" for spec in wanted}
 
+    before = {d.mountpoint: d for d in state.drives}
     for spec in wanted:
         mp, alias, fp = spec.mountpoint, spec.alias, spec.fingerprint()
         entry = top_mount(entries, mp)
         ours = entry is not None and entry.fstype == "cifs" and entry.source == source_of[mp]
         source = source_of[mp]
         alias_stack = stacked(entries, alias, None) if alias != mp else []
+        # A new alias for the same drive: the old alias's binds of this share
+        # go (after the new alias is bound), and its directory if the agent
+        # made it.
+        old = before.get(mp)
+        gone = old.alias if old is not None and old.alias not in (alias, mp) else None
+        cleanup: List[Action] = []
+        if gone is not None:
+            cleanup.extend(Unmount(mp, gone) for _ in stacked(entries, gone, source))
+            if gone in state.made:
+                cleanup.append(RemoveDir(mp, gone))
         if ours and mounted.get(mp) == fp:
             assert entry is not None
             if alias != mp and (not alias_stack or alias_stack[-1].dev != entry.dev):
                 # Missing, or a stale bind of an earlier mount: unmount what is there, bind again.
                 actions.extend(Unmount(mp, alias) for _ in alias_stack)
                 actions.append(BindAlias(mp, mp, alias))
+            actions.extend(cleanup)
             states[mp] = "mounted"
             continue
         if auth_failed.get(mp) == fp:
+            actions.extend(cleanup)
             states[mp] = AUTH_STATE
             problems.append(Problem("shares", mp, f"{mp}: {refused_text()}"))
             continue
         if network_ok is False:
+            actions.extend(cleanup)
             waiting_for_network = True
             states[mp] = f"waiting: {no_route_text(host)}"
             problems.append(Problem("shares", mp, f"{mp}: {no_route_text(host)}", "waiting"))
             continue
         retry = retries.get(mp)
         if retry is not None and retry.next_at > now:
+            actions.extend(cleanup)
             # The time of the next try is in status.json (absolute); pool 1
             # gets only the reason, so it is not rewritten at every retry.
             states[mp] = f"waiting: {retry.error}" if retry.error else "waiting to retry"
@@ -288,6 +310,7 @@ def plan_shares(
         actions.append(MountShare(mp, spec, host))
         if alias != mp:
             actions.append(BindAlias(mp, mp, alias))
+        actions.extend(cleanup)
         states[mp] = "mounting"
 
     wanted_mps = {spec.mountpoint for spec in wanted}

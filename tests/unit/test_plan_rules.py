@@ -8,6 +8,7 @@ from agent.shares.mountinfo import parse_mountinfo
 from agent.shares.plan import (
     Retry,
     SharesState,
+    digest,
     plan_shares,
 )
 
@@ -62,7 +63,8 @@ def test_a_foreign_mount_at_the_mount_point_is_not_unmounted():
     p = plan([("cifsmount", C)], mountinfo=foreign)
     assert [d["action"] for d in dicts(p)] == ["mount", "bind"]
     # cifsumount of a drive: the share is unmounted, the foreign mount left.
-    state = SharesState(drives=(parse_mount(C),), mounted=(("/c", parse_mount(C).fingerprint()),))
+    state = SharesState(drives=(parse_mount(C),), mounted=(("/c", parse_mount(C).fingerprint()),),
+                        seen=(("cifsmount", digest(C)),))
     both = foreign + f"31 30 0:50 / /c rw - cifs //{HOST}/c rw\n"
     p = plan([("cifsmount", C), ("cifsumount", "/c;/C")], state, both)
     assert [d for d in dicts(p) if d["action"] == "unmount"] == [{"action": "unmount", "target": "/c"}]
