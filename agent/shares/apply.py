@@ -12,10 +12,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
 from agent.outcome import ActionFailed, Executor, Outcome, PlanPart, first_line
-from agent.shares import failures
+from agent.shares import failures, health
 from agent.shares.failures import REFUSED
 from agent.shares.items import credentials_file
-from agent.shares.mountinfo import MountEntry, parse_mountinfo
+from agent.shares.mountinfo import MountEntry, parse_mountinfo, top_mount
 from agent.shares.plan import (
     BindAlias,
     MountShare,
@@ -68,6 +68,17 @@ def observe(conf: "AgentConfig", root: str, retries: Optional[Mapping[str, Retry
     # keeps pyroute2's import off the first mount's path.
     network_ok = network(conf.host.address) if retries and live else None
     return mounts, shares, (conf.shares.state_file, problem) if problem else None, network_ok
+
+
+def observe_health(conf: "AgentConfig", mounts: Tuple[MountEntry, ...], shares: SharesState) -> Dict[str, str]:
+    """Probe each drive the agent mounted whose share is still at its mount
+    point (a stat in a thread, PROBE_TIMEOUT at most each). Live only."""
+    results = {}
+    for drive, _fp in shares.mounted:
+        entry = top_mount(mounts, drive)
+        if entry is not None and entry.fstype == "cifs" and entry.source.startswith(f"//{conf.host.address}/"):
+            results[drive] = health.probe_mount(drive)
+    return results
 
 
 class MountFailed(ActionFailed):
@@ -146,7 +157,8 @@ def bind_alias(action: BindAlias, ctx: "Context") -> None:
 
 def unmount(action: Unmount, ctx: "Context") -> None:
     ctx.release(action.target)
-    result = run_command(["umount", ctx.path(action.target)], 30, ctx.should_stop)
+    result = run_command(["umount", *(["-l"] if action.lazy else []), ctx.path(action.target)], 30,
+                         ctx.should_stop)
     if result.returncode != 0:
         raise RuntimeError(f"unmount {action.target}: {result.output}")
     if action.target == action.drive:
@@ -214,6 +226,8 @@ def after_apply(ctx: "Context", part: PlanPart, outcomes: List[Outcome]) -> None
     planned = part.drive_states if isinstance(part, SharePlan) else {}
     ctx.memory.drives = drive_states_after(planned, outcomes, set(ctx.memory.retries))
     ctx.memory.waiting_for_network = part.waiting_for_network if isinstance(part, SharePlan) else False
+    if isinstance(part, SharePlan):
+        ctx.memory.suspect = dict(part.suspect)
     if ctx.changed:
         try:
             write_atomic(ctx.path(ctx.conf.shares.state_file), ctx.shares.to_json(), mode=0o600)

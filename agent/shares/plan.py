@@ -124,12 +124,13 @@ class Unmount(DriveStep):
 
     drive: str
     target: str
+    lazy: bool = False  # `umount -l`: a dead share (a hard mount would block)
 
     def name(self) -> str:
         return "unmount"
 
     def as_dict(self) -> Dict[str, object]:
-        return {"action": "unmount", "target": self.target}
+        return {"action": "unmount", "target": self.target, **({"lazy": True} if self.lazy else {})}
 
 
 @dataclass(frozen=True)
@@ -180,15 +181,17 @@ class SharePlan(PlanPart):
     # no countdown (pool 1 is rewritten only when a state really changes).
     drive_states: Mapping[str, str] = field(default_factory=dict)
     waiting_for_network: bool = False
+    suspect: Mapping[str, float] = field(default_factory=dict)  # drive -> since when its probes fail
 
 
-def _unmount_steps(mp: str, alias: str, entries: Tuple[MountEntry, ...], source: str, remove: bool) -> List[Action]:
+def _unmount_steps(mp: str, alias: str, entries: Tuple[MountEntry, ...], source: str, remove: bool,
+                   lazy: bool = False) -> List[Action]:
     """Every mount of the share at the alias, then at the mount point (each
     umount removes the top one), then the directories."""
     steps: List[Action] = []
     if alias != mp:
-        steps.extend(Unmount(mp, alias) for _ in stacked(entries, alias, None))
-    steps.extend(Unmount(mp, mp) for _ in stacked(entries, mp, source))
+        steps.extend(Unmount(mp, alias, lazy) for _ in stacked(entries, alias, None))
+    steps.extend(Unmount(mp, mp, lazy) for _ in stacked(entries, mp, source))
     if remove:
         if alias != mp:
             steps.append(RemoveDir(mp, alias))
@@ -206,10 +209,12 @@ def plan_shares(
     now: float,
     retries: Mapping[str, Retry],
     state_problem: Optional[Tuple[str, str]] = None,
+    dead: AbstractSet[str] = frozenset(),
 ) -> SharePlan:
     """Pure. network_ok None means unknown (not needed: nothing to mount).
     state_problem: (state file, why) when the saved state was unreadable
-    (the plan starts from the pool: a warning)."""
+    (the plan starts from the pool: a warning). dead: mounted drives whose
+    health probes failed for too long (shares/health.py): remounted."""
     actions: List[Action] = []
     problems: List[Problem] = []
     if state_problem is not None:
@@ -276,7 +281,7 @@ def plan_shares(
             cleanup.extend(Unmount(mp, gone) for _ in stacked(entries, gone, source))
             if gone in state.made:
                 cleanup.append(RemoveDir(mp, gone))
-        if ours and mounted.get(mp) == fp:
+        if ours and mounted.get(mp) == fp and mp not in dead:
             assert entry is not None
             if alias != mp and (not alias_stack or alias_stack[-1].dev != entry.dev):
                 # Missing, or a stale bind of an earlier mount: unmount what is there, bind again.
@@ -306,7 +311,7 @@ def plan_shares(
             continue
         # Mounted with other credentials or options (remount), or stale
         # mounts left at the mount point or the alias: unmount them first.
-        actions.extend(_unmount_steps(mp, alias, entries, source, remove=False))
+        actions.extend(_unmount_steps(mp, alias, entries, source, remove=False, lazy=mp in dead))
         actions.append(MountShare(mp, spec, host))
         if alias != mp:
             actions.append(BindAlias(mp, mp, alias))
