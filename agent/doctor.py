@@ -7,17 +7,16 @@ do. Network probes run only against an on-link host address and only when
 
 import os
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from typing import Callable, List, Union
 
 from agent import kvp, status
 from agent.agentconfig import AgentConfig
-from agent.network.apply import route_via
 from agent.outcome import Problem
 from agent.settings import database
 from agent.settings.apply import _read as read_input  # the agent's own reading of an input file
+from agent.shares.failures import Reach, probe_smb, reach_cause
 from agent.shares.mountinfo import is_mounted, parse_mountinfo
 from agent.system import loads_limited, printable, processes_named, read_text, under
 
@@ -34,11 +33,26 @@ class Check:
         return f"{self.level:<4}  {self.name:<12} {self.text}"
 
 
+def host_checks(address: str, reach: Reach) -> List[Check]:
+    """Pure: doctor's lines for a probe of the host."""
+    if reach.route:
+        return [Check(FAIL, "host", f"{address} is reached through gateway {reach.route}, not on-link: eth0 is not "
+                      "on the DockerNAT switch")]
+    cause = reach_cause(address, reach)
+    if reach.route is None:
+        assert cause is not None
+        return [Check(FAIL, "host", cause.text)]
+    if cause is not None:
+        return [Check(OK, "host", f"{address} is on-link"), Check(FAIL, "smb", cause.text)]
+    return [Check(OK, "host", f"{address} is on-link"), Check(OK, "smb", f"{address}:445 answers")]
+
+
 class Doctor:
-    def __init__(self, conf: AgentConfig, root: str) -> None:
+    def __init__(self, conf: AgentConfig, root: str, probe: Callable[[str], Reach] = probe_smb) -> None:
         self.s = conf
         self.root = root
         self.live = root in ("", "/")
+        self.probe = probe
 
     def p(self, path: str) -> str:
         return under(self.root, path)
@@ -81,30 +95,13 @@ class Doctor:
         return checks
 
     def host(self) -> List[Check]:
+        """The route to the host and its TCP port 445, with the words and
+        the verdict the agent gives after a failed mount (one
+        implementation: failures.probe_smb and failures.reach_cause)."""
         address = self.s.host.address
         if not self.live:
             return [Check(WARN, "host", f"not probed under --root {self.root}")]
-        via = route_via(address)
-        if via is None:
-            return [Check(FAIL, "host", f"no route to {address}: is eth0 up on the DockerNAT switch (10.0.75.0/24)?")]
-        if via:
-            return [
-                Check(
-                    FAIL,
-                    "host",
-                    f"{address} is reached through gateway {via}, not on-link: eth0 is not on the DockerNAT switch",
-                )
-            ]
-        try:
-            with socket.create_connection((address, 445), timeout=2):
-                pass
-        except OSError as exc:
-            return [
-                Check(OK, "host", f"{address} is on-link"),
-                Check(FAIL, "smb", f"{address}:445 does not answer ({exc.strerror or exc}); is file sharing allowed "
-                      "through the Windows firewall for DockerNAT?"),
-            ]
-        return [Check(OK, "host", f"{address} is on-link"), Check(OK, "smb", f"{address}:445 answers")]
+        return host_checks(address, self.probe(address))
 
     def database(self) -> List[Check]:
         # The agent's own readings of the command line and the mount table.

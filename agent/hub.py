@@ -12,7 +12,7 @@ folder: its plan and its EXECUTORS.
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 from agent import kvp
@@ -25,6 +25,7 @@ from agent.outcome import Action, ActionFailed, AfterApply, Executor, Note, Outc
 from agent.settings import apply as settings_apply
 from agent.settings.plan import HostInputs, plan_host, text_keys
 from agent.shares import apply as shares_apply
+from agent.shares.health import judge
 from agent.shares.items import Limits
 from agent.shares.mountinfo import MountEntry
 from agent.shares.plan import Retry, SharesState, plan_shares
@@ -55,6 +56,8 @@ class Observation:
     network_ok: Optional[bool] = None
     now: float = 0.0
     retries: Mapping[str, Retry] = field(default_factory=dict)
+    health: Mapping[str, str] = field(default_factory=dict)  # drive -> this pass's probe (shares/health.py)
+    suspect: Mapping[str, float] = field(default_factory=dict)  # drive -> since when its probes fail
     host_inputs: HostInputs = HostInputs()
     conf: AgentConfig = AgentConfig()
     # What could not be observed (a bug, an unforeseen input): reported, and
@@ -103,6 +106,8 @@ def observe(
     pool_dir: Optional[str] = None,
     should_stop: Optional[Callable[[], bool]] = None,
     run_programs: bool = False,
+    check_health: bool = False,
+    suspect: Optional[Mapping[str, float]] = None,
 ) -> Observation:
     """pool_dir: the pool directory in use (a running agent keeps the one it
     started with: kvp.pool_dir changes only at restart). A capability whose
@@ -129,6 +134,12 @@ def observe(
     except Exception as exc:  # noqa: BLE001
         errors.append(_crashed("shares", "observe", exc))
         failed |= {"shares", "database"}  # both read the mount table
+    health_results: Dict[str, str] = {}
+    if live and (check_health or suspect):
+        try:
+            health_results = shares_apply.observe_health(conf, mounts, shares)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(_crashed("shares", "observe", exc))
     host_inputs = HostInputs()
     try:
         host_inputs = settings_apply.observe_host(conf, root, mounts, live, run_programs)
@@ -149,6 +160,8 @@ def observe(
         network_ok=network_ok,
         now=time.monotonic(),
         retries=dict(retries or {}),
+        health=health_results,
+        suspect=dict(suspect or {}),
         pool_errors=pool_errors,
         pool_dir=pool_dir,
         errors=tuple(errors),
@@ -173,9 +186,10 @@ def plan(obs: Observation) -> Plan:
     pool_dir = obs.pool_dir or s.kvp.pool_dir
     pool = _plan_part("pool", obs, lambda: hostitems.plan_pool(pool_dir, obs.pool_dir_exists, host,
                                                               obs.seen_host_items, obs.pool_errors))
-    shares = _plan_part("shares", obs, lambda: plan_shares(host.items, obs.shares, obs.mounts, obs.host,
-                                                           obs.limits, obs.network_ok, obs.now, obs.retries,
-                                                           obs.shares_problem))
+    suspect, dead = judge(obs.health, obs.suspect, obs.now)
+    shares = _plan_part("shares", obs, lambda: replace(
+        plan_shares(host.items, obs.shares, obs.mounts, obs.host, obs.limits, obs.network_ok, obs.now, obs.retries,
+                    obs.shares_problem, dead), suspect=suspect))
     settings = _plan_part("docker_config", obs, lambda: plan_host(
         obs.host_inputs, mount_point=s.database.mount_point, tag=s.database.tag, options=s.database.options,
         daemon_json=s.docker.daemon_json, host_address=s.host.address, proxy_env=s.docker.proxy_env),
@@ -198,6 +212,7 @@ class Memory:
     # whether a drive waits for the network (netlink events retry it).
     drives: Dict[str, str] = field(default_factory=dict)
     waiting_for_network: bool = False
+    suspect: Dict[str, float] = field(default_factory=dict)  # drive -> since when its health probes fail
 
 
 @dataclass

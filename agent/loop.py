@@ -16,6 +16,7 @@ from agent import hub, kvp, status, system
 from agent.agentconfig import AgentConfig, ConfigError
 from agent.kvp.poolwatch import PoolWatcher
 from agent.outcome import CAPABILITIES, Note, Outcome, Problem, capability, capability_state
+from agent.shares import health
 from agent.system import printable, remove_stale_credentials, under, under_dir, write_atomic
 
 log = logging.getLogger("moby-agent")
@@ -90,6 +91,9 @@ class Agent:
         self._retry_watch = False  # set by a reload (SIGHUP, `watch add`)
         self.rerun = False
         self.waiting_for_network = False
+        # Set by a netlink event (a link up after sleep or a network change):
+        # the next pass probes the mounted shares (shares/health.py).
+        self.check_health = False
         self._logged_problems: Set[str] = set()
         self._live_reload_error: Optional[str] = None
         self._busy: Optional[Tuple[str, float]] = None  # the running action and its deadline
@@ -104,7 +108,9 @@ class Agent:
         """Observe, plan, apply, report. True if every action succeeded."""
         t0 = time.monotonic()
         obs = hub.observe(self.conf, self.root, self.memory.seen_host_items, self.memory.retries,
-                          pool_dir=self.pool_dir, should_stop=lambda: self._stop, run_programs=True)
+                          pool_dir=self.pool_dir, should_stop=lambda: self._stop, run_programs=True,
+                          check_health=self.check_health, suspect=self.memory.suspect)
+        self.check_health = False
         plan = hub.plan(obs)
         t_planned = time.monotonic()
         for problem in plan.problems:
@@ -317,6 +323,8 @@ class Agent:
         """None (block) unless a retry is scheduled or database polling is
         configured: no timer while idle."""
         times = [r.next_at - time.monotonic() for r in self.memory.retries.values()]
+        # A drive whose health probe failed: probed again when it would be dead.
+        times += [since + health.DEAD_AFTER - time.monotonic() for since in self.memory.suspect.values()]
         if self.conf.database.poll_seconds > 0:
             times.append(self.conf.database.poll_seconds)
         return max(0.0, min(times)) if times else None
@@ -397,6 +405,9 @@ class Agent:
                     due = True
                 if links is not None and links.fileno() in readable:
                     drain(links)
+                    if self.memory.drives:  # shares mounted across a link change: probe them
+                        self.check_health = True
+                        due = True
                     if self.waiting_for_network:  # the network may be back: retry at once
                         self.memory.retries.clear()
                         due = True

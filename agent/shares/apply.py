@@ -12,10 +12,11 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
 from agent.outcome import ActionFailed, Executor, Outcome, PlanPart, first_line
+from agent.shares import failures, health
+from agent.shares.failures import REFUSED
 from agent.shares.items import Limits, credentials_file
-from agent.shares.mountinfo import MountEntry, parse_mountinfo
+from agent.shares.mountinfo import MountEntry, parse_mountinfo, top_mount
 from agent.shares.plan import (
-    REFUSED,
     BindAlias,
     MountShare,
     RemoveDir,
@@ -34,9 +35,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("moby-agent")
 
-# Read once, here, from mount.cifs's whole output (a warning line may come
-# first); from then on it is the outcome's typed cause (REFUSED).
-AUTH_ERROR = "mount error(13)"
+# The probe of the host after a failed mount (a module attribute: tests
+# replace it). Only on a live system: never under --root.
+probe = failures.probe_smb
+PROBED = frozenset({failures.NO_ROUTE, failures.PORT_BLOCKED, failures.HOST_DOWN})
 
 
 def load_shares(path: str, limits: Limits) -> Tuple[SharesState, Optional[str]]:
@@ -73,9 +75,23 @@ def observe(conf: "AgentConfig", root: str, retries: Optional[Mapping[str, Retry
     return mounts, shares, (conf.shares.state_file, problem) if problem else None, network_ok
 
 
+def observe_health(conf: "AgentConfig", mounts: Tuple[MountEntry, ...], shares: SharesState) -> Dict[str, str]:
+    """Probe each drive the agent mounted whose share is still at its mount
+    point (a stat in a thread, PROBE_TIMEOUT at most each). Live only."""
+    results = {}
+    for drive, _fp in shares.mounted:
+        entry = top_mount(mounts, drive)
+        if entry is not None and entry.fstype == "cifs" and entry.source.startswith(f"//{conf.host.address}/"):
+            results[drive] = health.probe_mount(drive)
+    return results
+
+
 class MountFailed(ActionFailed):
-    def __init__(self, message: str, auth: bool) -> None:
-        super().__init__(message, REFUSED if auth else None)
+    """The cause (failures.Cause.kind) is typed, read once from mount.cifs's
+    whole output (a warning line may come first)."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message, cause)
 
 
 def _set(state: SharesState, attr: str, key: str, value: Optional[str]) -> SharesState:
@@ -90,10 +106,19 @@ def _set(state: SharesState, attr: str, key: str, value: Optional[str]) -> Share
     return replace(state, mounted=new) if attr == "mounted" else replace(state, auth_failed=new)
 
 
+def _makedirs(ctx: "Context", path: str) -> None:
+    """Create a mount point or alias, remembering it if the agent made it
+    (an old alias is removed only then)."""
+    if not os.path.isdir(ctx.path(path)):
+        os.makedirs(ctx.path(path), exist_ok=True)
+        ctx.shares = replace(ctx.shares, made=tuple(sorted({*ctx.shares.made, path})))
+        ctx.changed = True
+
+
 def mount_share(action: MountShare, ctx: "Context") -> None:
     spec = action.spec
     target = ctx.path(spec.mountpoint)
-    os.makedirs(target, exist_ok=True)
+    _makedirs(ctx, spec.mountpoint)
     creds_dir = os.path.dirname(ctx.path(ctx.conf.shares.state_file))
     os.makedirs(creds_dir, mode=0o700, exist_ok=True)
     fd, creds = create_exclusive(creds_dir, ".credentials-")  # mode 0600
@@ -107,11 +132,15 @@ def mount_share(action: MountShare, ctx: "Context") -> None:
         os.unlink(creds)  # right after the mount returns
     fp = spec.fingerprint()
     if result.returncode != 0:
-        auth = AUTH_ERROR in result.output
-        if auth:
+        output = result.output.replace(spec.password, "***") if spec.password else result.output
+        host = ctx.conf.host.address
+        cause = failures.explain(output, host, spec.share)
+        if cause.kind in PROBED and ctx.root in ("", "/"):
+            cause = failures.explain(output, host, spec.share, probe(host))  # 2 s at most, after a failure only
+        if cause.kind == REFUSED:
             ctx.shares = _set(ctx.shares, "auth_failed", spec.mountpoint, fp)
             ctx.changed = True
-        raise MountFailed(result.output.replace(spec.password, "***") if spec.password else result.output, auth)
+        raise MountFailed(cause.line(), cause.kind)
     ctx.shares = _set(_set(ctx.shares, "auth_failed", spec.mountpoint, None), "mounted", spec.mountpoint, fp)
     ctx.changed = True
     log.info("share %s mounted at %s", action.source, action.spec.mountpoint)
@@ -123,7 +152,7 @@ def bind_alias(action: BindAlias, ctx: "Context") -> None:
     table = parse_mountinfo(read_text(ctx.path("/proc/self/mountinfo")) or "")
     if not any(e.target == action.source and e.fstype == "cifs" for e in table):
         raise RuntimeError(f"bind {action.source} at {action.target}: {action.source} is not mounted")
-    os.makedirs(ctx.path(action.target), exist_ok=True)
+    _makedirs(ctx, action.target)
     result = run_command(["mount", "-o", "bind", ctx.path(action.source), ctx.path(action.target)], 10,
                          ctx.should_stop)
     if result.returncode != 0:
@@ -133,7 +162,8 @@ def bind_alias(action: BindAlias, ctx: "Context") -> None:
 
 def unmount(action: Unmount, ctx: "Context") -> None:
     ctx.release(action.target)
-    result = run_command(["umount", ctx.path(action.target)], 30, ctx.should_stop)
+    result = run_command(["umount", *(["-l"] if action.lazy else []), ctx.path(action.target)], 30,
+                         ctx.should_stop)
     if result.returncode != 0:
         raise RuntimeError(f"unmount {action.target}: {result.output}")
     if action.target == action.drive:
@@ -143,12 +173,17 @@ def unmount(action: Unmount, ctx: "Context") -> None:
 
 
 def remove_dir(action: RemoveDir, ctx: "Context") -> None:
+    removed = True
     try:
         os.rmdir(ctx.path(action.path))
     except FileNotFoundError:
         pass
     except OSError as exc:
         log.info("kept %s: %s", action.path, exc.strerror)
+        removed = False
+    if removed and action.path in ctx.shares.made:
+        ctx.shares = replace(ctx.shares, made=tuple(p for p in ctx.shares.made if p != action.path))
+        ctx.changed = True
     if action.path == action.drive:
         ctx.shares = _set(ctx.shares, "mounted", action.drive, None)
         ctx.changed = True
@@ -196,6 +231,8 @@ def after_apply(ctx: "Context", part: PlanPart, outcomes: List[Outcome]) -> None
     planned = part.drive_states if isinstance(part, SharePlan) else {}
     ctx.memory.drives = drive_states_after(planned, outcomes, set(ctx.memory.retries))
     ctx.memory.waiting_for_network = part.waiting_for_network if isinstance(part, SharePlan) else False
+    if isinstance(part, SharePlan):
+        ctx.memory.suspect = dict(part.suspect)
     if ctx.changed:
         try:
             write_atomic(ctx.path(ctx.conf.shares.state_file), ctx.shares.to_json(), mode=0o600)

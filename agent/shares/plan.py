@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, AbstractSet, Dict, Iterable, List, Mapping, Op
 
 from agent import kvp
 from agent.outcome import Action, Note, Outcome, PlanPart, Problem, first_line
+from agent.shares.failures import REFUSED, no_route_text, refused_text
 from agent.shares.items import (
     CIFSMOUNT,
     CIFSUMOUNT,
@@ -46,6 +47,7 @@ class SharesState:
     mounted: Tuple[Tuple[str, str], ...] = ()
     seen: Tuple[Tuple[str, str], ...] = ()
     auth_failed: Tuple[Tuple[str, str], ...] = ()
+    made: Tuple[str, ...] = ()  # directories the agent created (mount points, aliases)
 
     def to_json(self) -> bytes:
         doc = asdict(self)
@@ -64,7 +66,8 @@ class SharesState:
             for d in doc.get("drives", [])
         )
         pairs = {k: tuple((str(a), str(b)) for a, b in doc.get(k, [])) for k in ("mounted", "seen", "auth_failed")}
-        return cls(drives, pairs["mounted"], pairs["seen"], pairs["auth_failed"])
+        made = tuple(sorted({str(p) for p in doc.get("made", [])}))
+        return cls(drives, pairs["mounted"], pairs["seen"], pairs["auth_failed"], made)
 
     def rechecked(self, limits: Limits) -> Tuple["SharesState", List[str]]:
         """The state with every drive that fails the rules a fresh item
@@ -91,7 +94,14 @@ class SharesState:
                 else:
                     kept.append((mp, fp))
             pairs[name] = tuple(kept)
-        return SharesState(tuple(drives), pairs["mounted"], self.seen, pairs["auth_failed"]), problems
+        made = []  # directories the agent may remove again: allowed mount points only
+        for path in self.made:
+            problem = check_mount_point(path, limits)
+            if problem:
+                problems.append(f"made: {problem}; it was dropped")
+            else:
+                made.append(path)
+        return SharesState(tuple(drives), pairs["mounted"], self.seen, pairs["auth_failed"], tuple(made)), problems
 
 
 # ---- actions ---------------------------------------------------------------
@@ -158,12 +168,13 @@ class Unmount(DriveStep):
 
     drive: str
     target: str
+    lazy: bool = False  # `umount -l`: a dead share (a hard mount would block)
 
     def name(self) -> str:
         return "unmount"
 
     def as_dict(self) -> Dict[str, object]:
-        return {"action": "unmount", "target": self.target}
+        return {"action": "unmount", "target": self.target, **({"lazy": True} if self.lazy else {})}
 
 
 @dataclass(frozen=True)
@@ -214,15 +225,17 @@ class SharePlan(PlanPart):
     # no countdown (pool 1 is rewritten only when a state really changes).
     drive_states: Mapping[str, str] = field(default_factory=dict)
     waiting_for_network: bool = False
+    suspect: Mapping[str, float] = field(default_factory=dict)  # drive -> since when its probes fail
 
 
-def _unmount_steps(mp: str, alias: str, entries: Tuple[MountEntry, ...], source: str, remove: bool) -> List[Action]:
+def _unmount_steps(mp: str, alias: str, entries: Tuple[MountEntry, ...], source: str, remove: bool,
+                   lazy: bool = False) -> List[Action]:
     """Every mount of the share at the alias, then at the mount point (each
     umount removes the top one), then the directories."""
     steps: List[Action] = []
     if alias != mp:
-        steps.extend(Unmount(mp, alias) for _ in stacked(entries, alias, None))
-    steps.extend(Unmount(mp, mp) for _ in stacked(entries, mp, source))
+        steps.extend(Unmount(mp, alias, lazy) for _ in stacked(entries, alias, None))
+    steps.extend(Unmount(mp, mp, lazy) for _ in stacked(entries, mp, source))
     if remove:
         if alias != mp:
             steps.append(RemoveDir(mp, alias))
@@ -240,10 +253,12 @@ def plan_shares(
     now: float,
     retries: Mapping[str, Retry],
     state_problem: Optional[Tuple[str, str]] = None,
+    dead: AbstractSet[str] = frozenset(),
 ) -> SharePlan:
     """Pure. network_ok None means unknown (not needed: nothing to mount).
     state_problem: (state file, why) when the saved state was unreadable
-    (the plan starts from the pool: a warning)."""
+    (the plan starts from the pool: a warning). dead: mounted drives whose
+    health probes failed for too long (shares/health.py): remounted."""
     actions: List[Action] = []
     problems: List[Problem] = []
     if state_problem is not None:
@@ -255,11 +270,16 @@ def plan_shares(
     present = {key for key, _ in items}
     seen = {key: value for key, value in state.seen if key in present}
     states: Dict[str, str] = {}
+    # A cifsumount the host deleted since the last pass: a re-share (README:
+    # cifsmount/cifsumount ordering), so the cifsmount present counts as new.
+    reshared = any(key == CIFSUMOUNT for key, _ in state.seen) and CIFSUMOUNT not in present
+    # cifsumount before cifsmount, whatever the file order (the daemon
+    # rewrites a record in place: file order is not write order); both new
+    # in one pass: the cifsmount wins (the host's re-share ends with it).
+    ordered = [i for i in items if i[0] == CIFSUMOUNT] + [i for i in items if i[0] == CIFSMOUNT]
 
-    for key, value in items:  # file order: a later record is a later write
-        if key not in (CIFSMOUNT, CIFSUMOUNT):
-            continue
-        fresh = seen.get(key) != digest(value)
+    for key, value in ordered:
+        fresh = seen.get(key) != digest(value) or (key == CIFSMOUNT and reshared)
         seen[key] = digest(value)
         try:
             if key == CIFSMOUNT:
@@ -288,32 +308,46 @@ def plan_shares(
     waiting_for_network = False
     source_of = {spec.mountpoint: f"//{host}/{spec.share}" for spec in wanted}
 
+    before = {d.mountpoint: d for d in state.drives}
     for spec in wanted:
         mp, alias, fp = spec.mountpoint, spec.alias, spec.fingerprint()
         entry = top_mount(entries, mp)
         ours = entry is not None and entry.fstype == "cifs" and entry.source == source_of[mp]
         source = source_of[mp]
         alias_stack = stacked(entries, alias, None) if alias != mp else []
-        if ours and mounted.get(mp) == fp:
+        # A new alias for the same drive: the old alias's binds of this share
+        # go (after the new alias is bound), and its directory if the agent
+        # made it.
+        old = before.get(mp)
+        gone = old.alias if old is not None and old.alias not in (alias, mp) else None
+        cleanup: List[Action] = []
+        if gone is not None:
+            cleanup.extend(Unmount(mp, gone) for _ in stacked(entries, gone, source))
+            if gone in state.made:
+                cleanup.append(RemoveDir(mp, gone))
+        if ours and mounted.get(mp) == fp and mp not in dead:
             assert entry is not None
             if alias != mp and (not alias_stack or alias_stack[-1].dev != entry.dev):
                 # Missing, or a stale bind of an earlier mount: unmount what is there, bind again.
                 actions.extend(Unmount(mp, alias) for _ in alias_stack)
                 actions.append(BindAlias(mp, mp, alias))
+            actions.extend(cleanup)
             states[mp] = "mounted"
             continue
         if auth_failed.get(mp) == fp:
+            actions.extend(cleanup)
             states[mp] = AUTH_STATE
-            problems.append(Problem("shares", mp, f"{mp}: the server refused the credentials; share the drive "
-                                    "again with the current password"))
+            problems.append(Problem("shares", mp, f"{mp}: {refused_text()}"))
             continue
         if network_ok is False:
+            actions.extend(cleanup)
             waiting_for_network = True
-            states[mp] = f"waiting: no route to {host}"
-            problems.append(Problem("shares", mp, f"{mp}: no route to {host}", "waiting"))
+            states[mp] = f"waiting: {no_route_text(host)}"
+            problems.append(Problem("shares", mp, f"{mp}: {no_route_text(host)}", "waiting"))
             continue
         retry = retries.get(mp)
         if retry is not None and retry.next_at > now:
+            actions.extend(cleanup)
             # The time of the next try is in status.json (absolute); pool 1
             # gets only the reason, so it is not rewritten at every retry.
             states[mp] = f"waiting: {retry.error}" if retry.error else "waiting to retry"
@@ -321,10 +355,11 @@ def plan_shares(
             continue
         # Mounted with other credentials or options (remount), or stale
         # mounts left at the mount point or the alias: unmount them first.
-        actions.extend(_unmount_steps(mp, alias, entries, source, remove=False))
+        actions.extend(_unmount_steps(mp, alias, entries, source, remove=False, lazy=mp in dead))
         actions.append(MountShare(mp, spec, host))
         if alias != mp:
             actions.append(BindAlias(mp, mp, alias))
+        actions.extend(cleanup)
         states[mp] = "mounting"
 
     wanted_mps = {spec.mountpoint for spec in wanted}
@@ -338,13 +373,9 @@ def plan_shares(
     return SharePlan(tuple(actions), tuple(problems), {"shares": note}, states, waiting_for_network)
 
 
-# An outcome's cause (Outcome.cause) when the server refused the credentials.
-REFUSED = "credentials refused"
-
 # A drive whose credentials the server refused: the same words right after the
 # failed mount and at every later pass (pool 1 is rewritten only on change).
-AUTH_STATE = ("failed: mount error(13): the server refused the credentials; share the drive again with the "
-              "current password")
+AUTH_STATE = f"failed: {refused_text()} (mount error(13))"
 
 
 def drive_states_after(

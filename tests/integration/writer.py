@@ -53,6 +53,43 @@ def write_items(path, items) -> None:
         os.close(fd)
 
 
+def daemon_set(path, key: str, value: str) -> None:
+    """hv_kvp_daemon's SET: an existing key's record is rewritten in place,
+    the new value copied over the old one (the old tail after its NUL
+    survives); a new key is appended. Then the whole file is rewritten
+    under the lock (kvp_update_file)."""
+    data = bytearray(open(path, "rb").read()) if os.path.exists(path) else bytearray()
+    kb, vb = key.encode() + b"\0", value.encode() + b"\0"
+    for i in range(len(data) // kvp.RECORD_SIZE):
+        at = i * kvp.RECORD_SIZE
+        if data[at:at + kvp.KEY_SIZE].split(b"\0", 1)[0] == key.encode():
+            data[at + kvp.KEY_SIZE:at + kvp.KEY_SIZE + len(vb)] = vb
+            break
+    else:
+        record = bytearray(kvp.RECORD_SIZE)
+        record[:len(kb)] = kb
+        record[kvp.KEY_SIZE:kvp.KEY_SIZE + len(vb)] = vb
+        data += record
+    _daemon_rewrite(path, bytes(data))
+
+
+def daemon_delete(path, key: str) -> None:
+    """hv_kvp_daemon's DELETE: the later records shift up by one."""
+    data = open(path, "rb").read()
+    records = [data[i:i + kvp.RECORD_SIZE] for i in range(0, len(data) - len(data) % kvp.RECORD_SIZE,
+                                                           kvp.RECORD_SIZE)]
+    kept = [r for r in records if r[:kvp.KEY_SIZE].split(b"\0", 1)[0] != key.encode()]
+    _daemon_rewrite(path, b"".join(kept))
+
+
+def _daemon_rewrite(path, data: bytes) -> None:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        daemon_write(fd, str(path), data)
+    finally:
+        os.close(fd)
+
+
 def main() -> None:
     path, mode = sys.argv[1], sys.argv[2]
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -732,10 +732,11 @@ def test_a_drive_in_the_share_state_passes_the_rules_of_a_fresh_item(tmp_path):
         {"mountpoint": "/g", "alias": "/G", "username": 7, "password": "QXQXQX9", "domain": None,
          "options": []},
     ]
-    state = SharesState((good,), (("/c", "fp"),))
+    state = SharesState((good,), (("/c", "fp"),), made=("/C",))
     doc = json.loads(state.to_json())
     doc["drives"] += bad
     doc["mounted"].append(["/etc", "fp"])
+    doc["made"].append("/usr")  # a directory the agent would remove at an alias change
     path = tmp_path / "shares.json"
     path.write_text(json.dumps(doc))
     loaded, problem = load_shares(str(path), Limits())
@@ -744,6 +745,7 @@ def test_a_drive_in_the_share_state_passes_the_rules_of_a_fresh_item(tmp_path):
     for drive in ("'/etc'", "'/d'", "'/e'", "'/f'", "'/g'"):
         assert f"drive {drive}" in problem
     assert "mounted: mount point '/etc' is a system directory" in problem
+    assert "made: mount point '/usr' is a system directory" in problem
     # Under a narrower pattern a drive saved before is dropped too.
     assert load_shares(str(path), Limits(r"^/[a-b]$"))[0].drives == ()
     path.write_text(state.to_json().decode())

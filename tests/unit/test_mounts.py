@@ -143,7 +143,8 @@ def test_drive_aliases_must_not_collide():
 def test_no_network_waits_without_mounting():
     p = plan([("cifsmount", C)], network_ok=False)
     assert [a.name() for a in p.actions] == ["save-shares"]
-    assert p.waiting_for_network and p.drive_states["/c"] == "waiting: no route to 10.0.75.1"
+    assert p.waiting_for_network
+    assert p.drive_states["/c"] == "waiting: no route to 10.0.75.1: a VPN may have taken the 10.0.75.0/24 network"
 
 
 def test_retry_not_due_waits_and_due_mounts():
@@ -161,7 +162,7 @@ def test_refused_credentials_wait_for_a_new_item():
     spec = parse_mount(C)
     state = SharesState(drives=(spec,), seen=(("cifsmount", digest(C)),), auth_failed=(("/c", spec.fingerprint()),))
     p = plan([("cifsmount", C)], state)
-    assert p.actions == () and p.drive_states["/c"].startswith("failed: mount error(13): the server refused")
+    assert p.actions == () and p.drive_states["/c"].startswith("failed: the server refused the credentials: re-share")
     assert "mount" in [a.name() for a in plan([("cifsmount", C.replace("s3cret", "new"))], state).actions]
 
 

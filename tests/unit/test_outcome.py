@@ -39,7 +39,7 @@ def test_a_failed_mount_is_a_shares_error_and_the_pool_stays_ok():
     planned = plan.parts["shares"].drive_states
     # The drive shows the mount's own error (first line), never the skip.
     assert drive_states_after(planned, outcomes, set())["/c"].startswith(
-        "failed: mount error(13): the server refused the credentials")
+        "failed: the server refused the credentials: re-share the drive with the current Windows password")
     # The state follows the typed cause, not the text.
     assert drive_states_after(planned, [Outcome(mount, False, MOUNT_ERROR)], set())["/c"] == (
         "failed: mount error(13): Permission denied")
@@ -225,8 +225,8 @@ def test_doctor_and_the_agent_read_the_route_alike(monkeypatch, routes, has_rout
     doctor's host check (one route lookup, network.apply.route_via)."""
     import pyroute2
 
-    from agent import doctor
     from agent.doctor import FAIL
+    from agent.shares import failures
     from agent.shares.plan import Retry
 
     monkeypatch.setattr(pyroute2, "IPRoute", _fake_iproute(routes))
@@ -234,7 +234,7 @@ def test_doctor_and_the_agent_read_the_route_alike(monkeypatch, routes, has_rout
     def no_smb(*args, **kw):
         raise OSError(111, "Connection refused")
 
-    monkeypatch.setattr(doctor.socket, "create_connection", no_smb)
+    monkeypatch.setattr(failures.socket, "create_connection", no_smb)
     conf = AgentConfig()
     network_ok = hub.observe(conf, "/", None, retries={"/c": Retry(1, 0.0, "x")}).network_ok
     host = Doctor(conf, "/").host()[0]

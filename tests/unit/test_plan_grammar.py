@@ -5,7 +5,8 @@ against the planner and a model of the mount table, step by step.
 The oracle is the README's "Drive sharing" rules, kept by the test in its
 own model: each cifsmount write adds or replaces one drive (a second drive
 does not drop the first); cifsumount removes one; an item's value is acted
-on when it changes, and one the host deleted is forgotten; a share
+on when it changes, and one the host deleted is forgotten; a deleted
+cifsumount makes the cifsmount still there wanted again (a re-share); a share
 unmounted behind the agent's back is mounted again; once the plan is
 applied, the next plan has nothing to do; no password shows in any action.
 """
@@ -62,12 +63,18 @@ class World:
         parts = [*OPTIONS[options], f"username={user}", "password=" + password.replace(",", ",,")]
         if self.write("cifsmount", f"{mp};{alias};{','.join(parts)}"):
             self.wanted[mp] = (alias or mp, user, password, OPTIONS[options])
+            self.last_mount = (mp, self.wanted[mp])
 
     def cifsumount(self, letter):
         if self.write("cifsumount", f"/{letter};/{letter.upper()}"):
             self.wanted.pop(f"/{letter}", None)
 
     def delete(self, key):
+        # A cifsumount the host deletes is a re-share: the cifsmount still in
+        # the pool is wanted again (README: cifsmount/cifsumount ordering).
+        if key == "cifsumount" and key in self.pool and "cifsmount" in self.pool:
+            mp, wanted = self.last_mount
+            self.wanted[mp] = wanted
         self.pool.pop(key, None)
 
     def lose(self, letter):

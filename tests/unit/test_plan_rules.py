@@ -8,6 +8,7 @@ from agent.shares.mountinfo import parse_mountinfo
 from agent.shares.plan import (
     Retry,
     SharesState,
+    digest,
     plan_shares,
 )
 
@@ -62,7 +63,8 @@ def test_a_foreign_mount_at_the_mount_point_is_not_unmounted():
     p = plan([("cifsmount", C)], mountinfo=foreign)
     assert [d["action"] for d in dicts(p)] == ["mount", "bind"]
     # cifsumount of a drive: the share is unmounted, the foreign mount left.
-    state = SharesState(drives=(parse_mount(C),), mounted=(("/c", parse_mount(C).fingerprint()),))
+    state = SharesState(drives=(parse_mount(C),), mounted=(("/c", parse_mount(C).fingerprint()),),
+                        seen=(("cifsmount", digest(C)),))
     both = foreign + f"31 30 0:50 / /c rw - cifs //{HOST}/c rw\n"
     p = plan([("cifsmount", C), ("cifsumount", "/c;/C")], state, both)
     assert [d for d in dicts(p) if d["action"] == "unmount"] == [{"action": "unmount", "target": "/c"}]
@@ -78,12 +80,13 @@ def test_every_drive_gets_its_state_when_one_waits():
     items = [("cifsmount", C)]
     state = SharesState(drives=(parse_mount(C), parse_mount(D)))
     p = plan(items, state, network_ok=False)
-    assert p.drive_states == {"/c": "waiting: no route to 10.0.75.1", "/d": "waiting: no route to 10.0.75.1"}
+    assert p.drive_states == dict.fromkeys(("/c", "/d"), "waiting: no route to 10.0.75.1: a VPN may have taken the "
+                                                                   "10.0.75.0/24 network")
     assert p.waiting_for_network
     spec = parse_mount(C)
     refused = SharesState(drives=(spec, parse_mount(D)), auth_failed=(("/c", spec.fingerprint()),))
     p = plan(items, refused)
-    assert p.drive_states["/c"].startswith("failed: mount error(13): the server refused")
+    assert p.drive_states["/c"].startswith("failed: the server refused the credentials: re-share")
     assert p.drive_states["/d"] == "mounting"
     retries = {"/c": Retry(1, 5.0, "mount error(112)")}
     p = plan(items, state, retries=retries, now=1.0)
