@@ -144,6 +144,8 @@ class Guest:
         )
 
     def start_samba(self) -> None:
+        if self.smbd is not None and self.smbd.poll() is None:
+            return  # running: a second smbd would fail to bind, and stop_samba would then lose the first
         d = self.dir / "samba"
         # setsid: smbd signals its process group on exit.
         self.smbd = subprocess.Popen(
