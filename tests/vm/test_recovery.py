@@ -50,6 +50,53 @@ def test_share_and_database_unmounted_behind_the_agents_back_come_back(guest):
     guest.settled()
 
 
+def test_a_mount_waiting_on_a_silent_host_then_a_docker_restart_never_restart_the_agent(guest):
+    """Issue 14's liveness case with the guest's real dockerd: smbd frozen
+    while a drive is pushed and a setting that needs a docker restart
+    arrives. OpenRC's healthcheck must not restart the agent (its pid stays),
+    and once the host answers the share mounts, dockerd comes back with the
+    setting, and every service is started."""
+    import os
+    import signal
+
+    guest.wait_dockerd(timeout=120)
+    guest.settled()
+    pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
+    smbd = int(guest.smbd_pidfile.read_text().split()[0])
+    os.kill(smbd, signal.SIGSTOP)
+    try:
+        guest.kvp.set(0, "cifsmount", V1)
+        guest.wait(lambda: guest.run(["sh", "-c", "ps -o args | grep -q '[m]ount.cifs'"]).returncode == 0,
+                   timeout=15, what="a mount in progress")
+        guest.write_db("etc/docker/daemon.json", '{"log-driver": "none"}')
+        guest.kvp.set(0, "com.docker.database.generation", "301")
+        answers = []
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 10:
+            answers.append(guest.run(["moby-agent", "health", "--timeout", "4"]).returncode)
+            time.sleep(1)
+        assert answers and all(code == 0 for code in answers), answers
+    finally:
+        os.kill(smbd, signal.SIGCONT)
+    t0 = time.monotonic()
+    guest.wait(lambda: (i := guest.dockerd_info()) and i["LoggingDriver"] == "none", timeout=150,
+               what="dockerd restarted with the setting")
+    guest.wait(lambda: mounted(guest, "/c") and mounted(guest, "/C"), timeout=60, what="the share")
+    print(f"share mounted and dockerd restarted {time.monotonic() - t0:.1f} s after the host answered again")
+    assert json.loads(guest.read("/run/moby-agent/status.json"))["pid"] == pid, "the agent was restarted"
+    states = guest.rc_states()
+    assert all(states.get(s) == "started" for s in ("hv_kvp_daemon", "moby-agent", "docker")), states
+    guest.write_db("etc/docker/daemon.json", "{}")
+    guest.kvp.set(0, "com.docker.database.generation", "302")
+    guest.wait(lambda: (i := guest.dockerd_info()) and i["LoggingDriver"] == "json-file", timeout=150,
+               what="dockerd back to its defaults")
+    guest.kvp.set(0, "cifsumount", "/c;/C")
+    guest.wait(lambda: not mounted(guest, "/c"), timeout=15, what="cleanup")
+    guest.kvp.delete(0, "cifsmount")
+    guest.kvp.delete(0, "cifsumount")
+    guest.settled()
+
+
 def test_health_answers_while_a_mount_waits_on_a_silent_host(guest):
     """smbd frozen: the guest's TCP connect succeeds, the SMB negotiation
     never answers, mount.cifs waits. The healthcheck (what OpenRC runs)
