@@ -54,7 +54,10 @@ class Chroot:
         while time.monotonic() < deadline:
             for child in Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text().split():
                 cmd = Path(f"/proc/{child}/cmdline").read_bytes()
-                if cmd.endswith(b"moby-agent-test-init\x00"):
+                # The python reaper itself, not the `chroot` before its exec:
+                # that one's argv ends the same, but its root is still the
+                # host's (nsenter -r then found no /bin/busybox: exit 127).
+                if cmd.startswith(b"/usr/bin/python3\x00") and cmd.endswith(b"moby-agent-test-init\x00"):
                     return int(child)
             time.sleep(0.02)
         raise RuntimeError("no pid 1 in the OpenRC namespace")
