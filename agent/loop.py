@@ -405,9 +405,12 @@ class Agent:
                     due = True
                 if links is not None and links.fileno() in readable:
                     drain(links)
-                    if self.memory.drives:  # shares mounted across a link change: probe them
+                    if self.memory.drives:
+                        # Shares mounted across a link change: probe them at
+                        # the next pass, not in one of their own (netlink
+                        # chatter then cost a pass each: 4 passes for one
+                        # cifsmount push in the guest).
                         self.check_health = True
-                        due = True
                     if self.waiting_for_network:  # the network may be back: retry at once
                         self.memory.retries.clear()
                         due = True
