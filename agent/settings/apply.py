@@ -36,10 +36,6 @@ log = logging.getLogger("moby-agent")
 _VERSION_CACHE: Dict[str, Tuple[int, int]] = {}
 
 
-def _text(value: Union[str, bytes, None]) -> Optional[str]:
-    return value if isinstance(value, str) else None
-
-
 def _dockerd_version(conf: AgentConfig) -> Tuple[int, int]:
     # 30 s: the binary's start alone took 11 s in the stand-in guest (TCG).
     result = run_command([conf.docker.dockerd, "--version"], 30)
@@ -152,13 +148,14 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
             except OSError:
                 files[target] = None  # absent, or not a plain file: written anew (a link is replaced, not followed)
     version = _VERSION_CACHE.get(conf.docker.dockerd)
-    texts = [t for _n, t in dropins] + [_text((tree or {}).get("etc/docker/daemon.json"))]
-    proxy_set = any((tree or {}).get(k) for k in ("proxy/http", "proxy/https", "proxy/exclude"))
+    text = text_keys(tree)
+    texts = [t for _n, t in dropins] + [text.get("etc/docker/daemon.json")]
+    proxy_set = any(text.get(k) for k in ("proxy/http", "proxy/https", "proxy/exclude"))
     if version is None and run_programs and daemonjson.version_matters(texts, proxy_set):
         version = _VERSION_CACHE[conf.docker.dockerd] = _dockerd_version(conf)
     net = None
     try:
-        static = static_network(text_keys(tree))
+        static = static_network(text)
     except ValueError:
         static = None
     if static is not None and live:
