@@ -38,7 +38,7 @@ log = logging.getLogger("moby-agent")
 # The probe of the host after a failed mount (a module attribute: tests
 # replace it). Only on a live system: never under --root.
 probe = failures.probe_smb
-PROBED = frozenset({failures.NO_ROUTE, failures.PORT_BLOCKED, failures.HOST_DOWN})
+PROBED = frozenset({failures.NO_ROUTE, failures.PORT_BLOCKED, failures.SHARING_OFF, failures.HOST_DOWN})
 
 
 def load_shares(path: str, limits: Limits) -> Tuple[SharesState, Optional[str]]:

@@ -25,6 +25,7 @@ from typing import Optional
 REFUSED = "credentials refused"
 NO_SHARE = "share unknown"
 PORT_BLOCKED = "port 445 blocked"
+SHARING_OFF = "file sharing off"
 NO_ROUTE = "no route"
 HOST_DOWN = "host down"
 OTHER = "other"
@@ -74,6 +75,14 @@ def port_blocked_text(host: str) -> str:
             "profile on DockerNAT) blocks file sharing")
 
 
+def sharing_off_text(host: str) -> str:
+    # A reset: something on the path answers for 445 but nothing listens
+    # there. Windows Defender Firewall drops silently (a timeout), while a
+    # host whose SMB server is not bound to the adapter resets.
+    return (f"nothing listens on TCP port 445 at {host}: file sharing is off on the host (enable 'File and Printer "
+            "Sharing for Microsoft Networks' on the DockerNAT adapter; the Server service must be running)")
+
+
 def host_down_text(host: str) -> str:
     return f"{host} did not answer in time: the host is down, asleep or restarting"
 
@@ -88,7 +97,9 @@ def reach_cause(host: str, reach: Reach) -> Optional[Cause]:
     probed on a route that exists), else the cause."""
     if reach.route is None or reach.port == UNREACHABLE:
         return Cause(NO_ROUTE, no_route_text(host))
-    if reach.port in (CONNECT_REFUSED, TIMEOUT):
+    if reach.port == CONNECT_REFUSED:
+        return Cause(SHARING_OFF, sharing_off_text(host))
+    if reach.port == TIMEOUT:
         return Cause(PORT_BLOCKED, port_blocked_text(host))
     return None
 
@@ -123,7 +134,7 @@ def explain(output: str, host: str, share: str, reach: Optional[Reach] = None) -
     if number in (errno.EHOSTUNREACH, errno.ENETUNREACH) and reach is None:
         return Cause(NO_ROUTE, no_route_text(host), code)
     if number == errno.ECONNREFUSED and reach is None:
-        return Cause(PORT_BLOCKED, port_blocked_text(host), code)
+        return Cause(SHARING_OFF, sharing_off_text(host), code)
     if network_error:
         return Cause(HOST_DOWN, host_down_text(host), code)
     first = next((line.strip() for line in output.splitlines() if line.strip()), "")

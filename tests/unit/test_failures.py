@@ -23,6 +23,7 @@ from agent.shares.failures import (
     OTHER,
     PORT_BLOCKED,
     REFUSED,
+    SHARING_OFF,
     TIMEOUT,
     UNREACHABLE,
     Reach,
@@ -35,6 +36,9 @@ WORDS = {
     REFUSED: "the server refused the credentials: re-share the drive with the current Windows password",
     PORT_BLOCKED: "10.0.75.1 does not answer on TCP port 445: a firewall (Windows Defender Firewall, a 'Public' "
                   "network profile on DockerNAT) blocks file sharing",
+    SHARING_OFF: "nothing listens on TCP port 445 at 10.0.75.1: file sharing is off on the host (enable 'File and "
+                 "Printer Sharing for Microsoft Networks' on the DockerNAT adapter; the Server service must be "
+                 "running)",
     NO_ROUTE: "no route to 10.0.75.1: a VPN may have taken the 10.0.75.0/24 network",
     NO_SHARE: "the host does not share drive C (share C unknown)",
     HOST_DOWN: "10.0.75.1 did not answer in time: the host is down, asleep or restarting",
@@ -46,9 +50,10 @@ WORDS = {
     ("mount.cifs: warning: no domain given\nmount error(13): Permission denied\n" + MANUAL, REFUSED,
      "mount error(13)"),
     ("mount error(2): No such file or directory\n" + MANUAL, NO_SHARE, "mount error(2)"),
-    ("mount error(111): could not connect to 10.0.75.1Unable to find suitable address.\n", PORT_BLOCKED,
+    # A reset: nothing listens (a firewall drops instead, and is told by the probe's timeout).
+    ("mount error(111): could not connect to 10.0.75.1Unable to find suitable address.\n", SHARING_OFF,
      "mount error(111)"),
-    ("mount error(111): Connection refused\n" + MANUAL, PORT_BLOCKED, "mount error(111)"),
+    ("mount error(111): Connection refused\n" + MANUAL, SHARING_OFF, "mount error(111)"),
     ("mount error(113): could not connect to 10.0.75.1Unable to find suitable address.\n", NO_ROUTE,
      "mount error(113)"),
     ("mount error(113): No route to host\n" + MANUAL, NO_ROUTE, "mount error(113)"),
@@ -74,7 +79,7 @@ def test_the_kernel_log_name_of_an_unknown_share():
     (Reach(None), NO_ROUTE),
     (Reach("", UNREACHABLE), NO_ROUTE),
     (Reach("", TIMEOUT), PORT_BLOCKED),
-    (Reach("", CONNECT_REFUSED), PORT_BLOCKED),
+    (Reach("", CONNECT_REFUSED), SHARING_OFF),
 ])
 def test_a_probe_after_a_network_error_names_the_cause(number, reach, kind):
     assert explain(f"mount error({number}): x\n", HOST, "c", reach).kind == kind
@@ -105,7 +110,7 @@ def test_doctor_and_the_agent_give_the_same_verdict_on_the_same_probe(reach):
     checks = Doctor(AgentConfig(), "/", probe=lambda host: reach).host()
     assert checks == host_checks(HOST, reach)
     worst = checks[-1]
-    if agent.kind in (NO_ROUTE, PORT_BLOCKED):
+    if agent.kind in (NO_ROUTE, PORT_BLOCKED, SHARING_OFF):
         assert (worst.level, worst.text) == (FAIL, WORDS[agent.kind])
     else:
         assert [c.level for c in checks] == [OK, OK]
@@ -148,9 +153,9 @@ def test_the_words_reach_the_drive_state_status_and_pool_1(tmp_path, monkeypatch
                                           "address.\n"))
     agent = Agent(AgentConfig(), str(root), AgentConfig)
     agent.run_pass()
-    want = f"waiting: {WORDS[PORT_BLOCKED]} (mount error(111))"
+    want = f"waiting: {WORDS[SHARING_OFF]} (mount error(111))"
     assert agent.drives == {"/c": want}
-    assert "/c" in agent.memory.retries  # a blocked port is retried with backoff
+    assert "/c" in agent.memory.retries  # a port nothing listens on is retried with backoff
     assert status_doc(root)["shares"] == {"/c": want}
     pool1 = dict(kvp.read_pool(str(root / "var/lib/hyperv/.kvp_pool_1")).items)
     assert pool1["moby-agent.share./c"] == want
