@@ -273,13 +273,20 @@ def plan_shares(
     # A cifsumount the host deleted since the last pass: a re-share (README:
     # cifsmount/cifsumount ordering), so the cifsmount present counts as new.
     reshared = any(key == CIFSUMOUNT for key, _ in state.seen) and CIFSUMOUNT not in present
+    # seen is kept in file order. hv_kvp_daemon appends only a key it does
+    # not hold and shifts later records up on a DELETE, so an item now
+    # behind the other, where it was in front, was deleted and written again
+    # (perhaps with the same value, perhaps between two passes): it is new.
+    order_before = [key for key, _ in state.seen if key in (CIFSMOUNT, CIFSUMOUNT)]
+    order = list(dict.fromkeys(key for key, _ in items if key in (CIFSMOUNT, CIFSUMOUNT)))
+    rewritten = {order[-1]} if len(order) == 2 and len(order_before) == 2 and order_before != order else set()
     # cifsumount before cifsmount, whatever the file order (the daemon
     # rewrites a record in place: file order is not write order); both new
     # in one pass: the cifsmount wins (the host's re-share ends with it).
     ordered = [i for i in items if i[0] == CIFSUMOUNT] + [i for i in items if i[0] == CIFSMOUNT]
 
     for key, value in ordered:
-        fresh = seen.get(key) != digest(value) or (key == CIFSMOUNT and reshared)
+        fresh = seen.get(key) != digest(value) or (key == CIFSMOUNT and reshared) or key in rewritten
         seen[key] = digest(value)
         try:
             if key == CIFSMOUNT:
@@ -299,7 +306,7 @@ def plan_shares(
             problems.append(Problem("shares", key, f"{key} rejected: {exc}; nothing was mounted or unmounted"))
 
     wanted = tuple(drives[k] for k in sorted(drives))
-    new_seen = tuple(sorted(seen.items()))
+    new_seen = tuple((key, seen[key]) for key in order if key in seen)
     if wanted != state.drives or new_seen != state.seen:
         actions.append(SaveShares(wanted, new_seen))
 

@@ -21,7 +21,7 @@ MOUNTED = ROOT + (f"30 22 0:50 / /c rw - cifs //{HOST}/c rw\n31 22 0:50 / /C rw 
 def state(seen, mounted=True, value=V, made=()):
     spec = parse_mount(value)
     return SharesState(drives=(spec,) if mounted else (), mounted=(("/c", spec.fingerprint()),) if mounted else (),
-                       seen=tuple(sorted((k, digest(v)) for k, v in seen)), made=made)
+                       seen=tuple((k, digest(v)) for k, v in seen), made=made)  # in file order
 
 
 def plan(items, st, table):
@@ -57,6 +57,10 @@ TABLE = [
     ([("cifsmount", V)], True, [("cifsumount", U)], UNMOUNT),
     # then wrote the cifsmount again: a new key, appended
     ([("cifsumount", U)], False, [("cifsumount", U), ("cifsmount", V)], MOUNT),
+    # re-share between two passes: cifsmount deleted and written again (appended behind the cifsumount kept)
+    ([("cifsmount", V), ("cifsumount", U)], False, [("cifsumount", U), ("cifsmount", V)], MOUNT),
+    # unshare between two passes: cifsumount deleted and written again (appended behind the cifsmount)
+    ([("cifsumount", U), ("cifsmount", V)], True, [("cifsmount", V), ("cifsumount", U)], UNMOUNT),
     # the cifsumount deleted but no cifsmount in the pool: nothing to mount
     ([("cifsumount", U)], False, [], []),
 ]
