@@ -19,3 +19,16 @@ def guest(tmp_path_factory):
     print(f"\nstand-in guest ready in {g.boot_seconds:.1f} s")
     yield g
     g.stop()
+
+
+@pytest.fixture
+def clean(guest):
+    """The guest, with every share unshared and both items deleted after the test."""
+    from tests.vm.test_shares import unshare_all
+
+    yield guest
+    unshare_all(guest)
+    guest.kvp.delete(0, "cifsmount", missing_ok=True)
+    guest.kvp.delete(0, "cifsumount", missing_ok=True)
+    guest.sh("rc-service moby-agent reload")
+    guest.settled()

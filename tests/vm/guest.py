@@ -143,6 +143,11 @@ class Guest:
             input=f"{SMB_PASSWORD}\n{SMB_PASSWORD}\n", text=True, check=True, capture_output=True,
         )
 
+    def set_samba_password(self, password: str) -> None:
+        """The share account's password, changed on the host side (smbpasswd)."""
+        subprocess.run(["smbpasswd", "-c", str(self.dir / "samba" / "smb.conf"), "-s", SMB_USER],
+                       input=f"{password}\n{password}\n", text=True, check=True, capture_output=True)
+
     def start_samba(self) -> None:
         if self.smbd is not None and self.smbd.poll() is None:
             return  # running: a second smbd would fail to bind, and stop_samba would then lose the first

@@ -2,10 +2,7 @@
 items through the real hv_kvp_daemon; Samba on the host side serves them."""
 
 import json
-import subprocess
 import time
-
-import pytest
 
 from tests.vm.guest import SMB_PASSWORD, SMB_USER
 
@@ -43,16 +40,6 @@ def unshare_all(guest):
         guest.wait(lambda: mp not in cifs_mounts(guest), timeout=10, what=f"{mp} unmounted")
 
 
-@pytest.fixture
-def clean(guest):
-    yield guest
-    unshare_all(guest)
-    guest.kvp.delete(0, "cifsmount", missing_ok=True)
-    guest.kvp.delete(0, "cifsumount", missing_ok=True)
-    guest.sh("rc-service moby-agent reload")
-    guest.settled()
-
-
 def test_cifsmount_mounts_within_5s_both_ways(clean):
     guest = clean
     guest.kvp.set(0, "cifsmount", V1)
@@ -80,8 +67,7 @@ def test_v2_item_new_password_remounts_and_umount_cleans_up(clean):
     wait_mounted(guest)
     mounted_lines = guest.read("/var/log/moby-agent.log").count("mounted at /c")
     new_password = "n3w pass,with=odd"
-    subprocess.run(["smbpasswd", "-c", str(guest.dir / "samba" / "smb.conf"), "-s", SMB_USER],
-                   input=f"{new_password}\n{new_password}\n", text=True, check=True, capture_output=True)
+    guest.set_samba_password(new_password)
     try:
         guest.kvp.set(0, "cifsmount", f"/c\n/C\n{SMB_USER}\n{new_password}\nnoperm,vers=3.1.1")
         guest.wait(lambda: guest.read("/var/log/moby-agent.log").count("mounted at /c") > mounted_lines
@@ -90,8 +76,7 @@ def test_v2_item_new_password_remounts_and_umount_cleans_up(clean):
         assert "unmounted /c" in log[log.rindex("item cifsmount changed"):]
         assert guest.run(["ls", "/C"]).returncode == 0
     finally:
-        subprocess.run(["smbpasswd", "-c", str(guest.dir / "samba" / "smb.conf"), "-s", SMB_USER],
-                       input=f"{SMB_PASSWORD}\n{SMB_PASSWORD}\n", text=True, check=True, capture_output=True)
+        guest.set_samba_password(SMB_PASSWORD)
     guest.kvp.set(0, "cifsumount", "/c;/C")
     guest.wait(lambda: not cifs_mounts(guest), timeout=10, what="both unmounted")
     guest.wait(lambda: guest.run(["test", "-e", "/c"]).returncode != 0, timeout=5, what="/c removed")
@@ -161,14 +146,24 @@ def test_password_never_in_argv_during_a_mount(clean):
     guest.run(["rm", "-f", "/tmp/argv.log", "/tmp/watched", "/tmp/mount-argv.log"])
 
 
+def log_mark(guest):
+    """Where the agent's log ends now: log_since(guest, mark) is what a test added."""
+    return len(guest.read("/var/log/moby-agent.log") or "")
+
+
+def log_since(guest, mark):
+    return (guest.read("/var/log/moby-agent.log") or "")[mark:]
+
+
 def test_refused_credentials_are_reported_and_not_retried(clean):
     guest = clean
+    mark = log_mark(guest)
     guest.kvp.set(0, "cifsmount", f"/c;/C;username={SMB_USER},password=wrong,noperm,vers=3.1.1")
     guest.wait(lambda: "refused" in status(guest).get("shares", {}).get("/c", ""), timeout=10,
                what="an authentication failure")
     assert status(guest)["capabilities"]["shares"]["state"] == "error"
     time.sleep(3)
-    log = guest.read("/var/log/moby-agent.log")
+    log = log_since(guest, mark)
     assert log.count("mount error(13)") == 1  # reported once, not retried
     assert "/c" not in cifs_mounts(guest)
 
@@ -177,6 +172,7 @@ def test_samba_down_then_up_mounts_within_the_backoff_bound(clean):
     guest = clean
     # The guest's agent.toml bounds the backoff at 8 s (tests/vm/guest/agent.toml).
     guest.stop_samba()
+    mark = log_mark(guest)
     try:
         assert guest.run(["rc-service", "moby-agent", "restart"]).returncode == 0  # as at boot
         guest.kvp.set(0, "cifsmount", V1)
@@ -190,7 +186,7 @@ def test_samba_down_then_up_mounts_within_the_backoff_bound(clean):
         guest.start_samba()
     took = wait_mounted(guest, timeout=8 + 6)  # max backoff + a mount under TCG
     print(f"share mounted {took:.1f} s after Samba came back")
-    log = guest.read("/var/log/moby-agent.log")
+    log = log_since(guest, mark)
     failures = [line for line in log.splitlines() if "mount /c failed" in line]
     assert len(failures) >= 1 and len(set(line.split(": ", 2)[-1] for line in failures)) == len(failures)
 
@@ -218,6 +214,20 @@ def test_one_cifsmount_push_costs_two_passes(clean):
     """The agent's own pool 1 writes do not wake it: a push is the pass that
     mounts, plus the one the mount table's change asks for (it was about 6)."""
     guest = clean
+    # From no share, with the agent idle (an earlier test may leave a drive
+    # mounted, a retry or a health probe due).
+    unshare_all(guest)
+    guest.kvp.delete(0, "cifsmount", missing_ok=True)
+    guest.kvp.delete(0, "cifsumount", missing_ok=True)
+    guest.settled()
+    quiet = [status(guest)["passes"]]
+
+    def idle():
+        time.sleep(1)
+        quiet.append(status(guest)["passes"])
+        return len(quiet) >= 4 and len(set(quiet[-4:])) == 1
+
+    guest.wait(idle, timeout=30, what="the agent idle for 3 s")
     before = status(guest)["passes"]
     guest.kvp.set(0, "cifsmount", V1)
     wait_mounted(guest, timeout=10)
