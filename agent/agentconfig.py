@@ -8,12 +8,12 @@ expected; the agent does not start on it.
 import dataclasses
 import ipaddress
 import math
-import re
 import sys
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Tuple, Union
 
+from agent.lazyre import LazyPattern, lazy
 from agent.shares.items import FORBIDDEN, Limits, ShareError, compile_pattern
 from agent.system import UnsafePath, printable, read_bytes_safely
 
@@ -171,8 +171,8 @@ _BOUNDS: Dict[str, Tuple[float, float]] = {
     "shares.mount_timeout": (0.1, 600.0),
 }
 _ZERO_IS_OFF = ("database.poll_seconds", "watch.rescan_seconds")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$")  # a tag, a label, an interface, a program
-_OPTIONS = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._=,:/-]*$")
+_NAME = lazy(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$")  # a tag, a label, an interface, a program
+_OPTIONS = lazy(r"^[A-Za-z0-9][A-Za-z0-9._=,:/-]*$")
 
 
 def _number(conf: AgentConfig, dotted: str) -> Union[int, float]:
@@ -206,7 +206,7 @@ def _check_bound(where: str, dotted: str, value: Union[int, float]) -> None:
         raise ConfigError(f"{where}: {dotted}: expected {_shown(low)} to {_shown(high)}, got {_shown(value)}")
 
 
-def _word(where: str, key: str, value: str, pattern: "re.Pattern[str]" = _NAME, max_len: int = 255) -> None:
+def _word(where: str, key: str, value: str, pattern: "LazyPattern[str]" = _NAME, max_len: int = 255) -> None:
     """A string handed to a command or the kernel: non-empty, bounded, not
     option-like (-x), printable, and of the expected characters."""
     if not value:
@@ -266,7 +266,7 @@ def _check(conf: AgentConfig, where: str) -> None:
         raise ConfigError(f"{where}: database.mount_point: {printable(mount_point)} is a system directory")
 
 
-_PROGRAM = re.compile(r"^[A-Za-z0-9/][A-Za-z0-9._/+-]*$")
+_PROGRAM = lazy(r"^[A-Za-z0-9/][A-Za-z0-9._/+-]*$")
 
 
 def _check_path(where: str, name: str, path: str) -> None:

@@ -10,13 +10,14 @@ and de-duplicated keeping the first occurrence, anything else is replaced.
 import ipaddress
 import json
 import os
-import re
 import shlex
 import signal
 import stat
 import subprocess
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+from agent.lazyre import lazy
 
 DEFAULTS: Dict[str, Any] = {}
 
@@ -115,8 +116,8 @@ REMOVED_IN_23: FrozenSet[str] = frozenset({"cluster-advertise", "cluster-store",
                                            "deprecated-key-path"})
 GO_INT = (-(1 << 63), (1 << 63) - 1)
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
-_BAD_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
-_SIZE = re.compile(r"^\d+(\.\d+)? ?[kKmMgGtTpP]?[iI]?[bB]?$")  # go-units RAMInBytes
+_BAD_CHAR = lazy(r"[\s\x00-\x1f\x7f]")
+_SIZE = lazy(r"^\d+(\.\d+)? ?[kKmMgGtTpP]?[iI]?[bB]?$")  # go-units RAMInBytes
 
 # What SIGHUP reloads (facts section 6); any other change needs a restart.
 RELOADABLE: FrozenSet[str] = frozenset(
@@ -400,9 +401,9 @@ def args_flag_keys(args: Sequence[str]) -> FrozenSet[str]:
     return frozenset(keys)
 
 
-_ASSIGNMENT = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
+_ASSIGNMENT = lazy(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
 _WORD_END = " \t\n;&|<>()"
-_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*|[0-9])")
+_PARAMETER = lazy(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*|[0-9])")
 
 
 def _shell_word(text: str, i: int, variables: Mapping[str, str]) -> Tuple[str, int]:

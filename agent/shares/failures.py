@@ -16,10 +16,11 @@ number; older versions print `mount error(112): Host is down`.
 
 import errno
 import ipaddress
-import re
 import socket
 from dataclasses import dataclass
 from typing import Optional
+
+from agent.lazyre import lazy
 
 # Typed causes (Outcome.cause): what the drive state and doctor say.
 REFUSED = "credentials refused"
@@ -93,7 +94,7 @@ def reach_cause(host: str, reach: Reach) -> Optional[Cause]:
     return None
 
 
-_CODE = re.compile(r"mount error\((\d+)\)")
+_CODE = lazy(r"mount error\((\d+)\)")
 
 
 def explain(output: str, host: str, share: str, reach: Optional[Reach] = None) -> Cause:

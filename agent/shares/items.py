@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Pattern, Tuple
 
+from agent.lazyre import lazy
+
 CIFSMOUNT = "cifsmount"
 CIFSUMOUNT = "cifsumount"
 SECRET_KEYS = (CIFSMOUNT,)
@@ -50,10 +52,10 @@ MAX_USERNAME, MAX_PASSWORD, MAX_DOMAIN, MAX_OPTIONS = 256, 512, 255, 32
 # "username=me password=x" read as one option). "\\" is not among them: it
 # separates DOMAIN\user, split off before this check.
 _USERNAME_FORBIDDEN = ',;="[]:|+*?<>'
-_IOCHARSET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,19}$")
+_IOCHARSET = lazy(r"^[a-z0-9][a-z0-9_-]{0,19}$")
 # A NetBIOS (CORP, ÉQUIPE) or DNS (corp.example.com) domain: letters and
 # digits of any script, '.', '_' and '-', starting with a letter or digit.
-_DOMAIN = re.compile(r"^[^\W_][\w.-]*$")
+_DOMAIN = lazy(r"^[^\W_][\w.-]*$")
 # Flags of the allow-list that undo each other: both given is refused (the
 # kernel would silently keep the last).
 CONTRADICTIONS = (("ro", "rw"), ("hard", "soft"), ("serverino", "noserverino"))
@@ -68,7 +70,7 @@ _VALUED = frozenset({"vers", "iocharset", "domain", "uid", "gid", "file_mode", "
 PASSWORD_NAMES = frozenset({"password", "pass", "password2", "pass2"})
 USER_NAMES = frozenset({"username", "user"})
 # A password option anywhere in a text, whatever precedes it (a space, ';').
-_MARKER = re.compile(r"(?i)(?:^|(?<=[\s,;]))(pass(?:word)?2?)\s*=")
+_MARKER = lazy(r"(?i)(?:^|(?<=[\s,;]))(pass(?:word)?2?)\s*=")
 # mount.cifs and kernel option names: the only unknown names a problem text
 # may repeat (a word the host sent that is not one of these may be the tail
 # of a password whose comma was not doubled).
@@ -85,8 +87,8 @@ KNOWN_NAMES = frozenset({
     "domainauto", "sep", "uncpath", "actimeo", "acregmax", "acdirmax", "closetimeo",
     "password2", "pass2", "dom", "workgroup", "pwd",
 })
-_SAFE_TEXT = re.compile(r"^[A-Za-z0-9._/-]{0,64}$")
-_PATHLIKE = re.compile(r"^(/[A-Za-z0-9._-]{0,63}){0,8}$")
+_SAFE_TEXT = lazy(r"^[A-Za-z0-9._/-]{0,64}$")
+_PATHLIKE = lazy(r"^(/[A-Za-z0-9._-]{0,63}){0,8}$")
 
 
 class ShareError(Exception):
@@ -332,8 +334,8 @@ def redact(value: str) -> str:
     return "\n".join(shown + ["***" if line.strip() else line for line in lines[2:]])
 
 
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s?#]*)@")
-_BARE_USERINFO = re.compile(r"^([^\s/@:]+):([^\s/]*)@(?=[^\s/@]+$)")
+_URL_USERINFO = lazy(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s?#]*)@")
+_BARE_USERINFO = lazy(r"^([^\s/@:]+):([^\s/]*)@(?=[^\s/@]+$)")
 
 
 def redact_url(text: str) -> str:
