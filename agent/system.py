@@ -3,7 +3,6 @@
 import errno
 import os
 import stat
-import subprocess
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -573,6 +572,8 @@ def run_command(argv: List[str], timeout: float, should_stop: Callable[[], bool]
     try:
         # detach: a session of its own, so that a signal to the agent's
         # process group (its service being stopped) does not cut it short.
+        import subprocess  # only when a program runs: about 3 ms of start-up
+
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=detach)
     except OSError as exc:

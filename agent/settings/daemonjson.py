@@ -13,7 +13,6 @@ import os
 import shlex
 import signal
 import stat
-import subprocess
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
@@ -522,6 +521,8 @@ def evaluate_confd(path: str, timeout: float = 5.0) -> Optional[str]:
     # No positional parameters inside the file ($1 would be its path).
     script = 'moby_agent_confd=$1; set --; . "$moby_agent_confd" </dev/null >/dev/null 2>&1 || exit 1; ' \
         'printf %s "${DOCKER_OPTS-}"'
+    import subprocess  # only here: about 3 ms of start-up for the commands that never run it
+
     try:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", script, "sh", path],

@@ -12,7 +12,6 @@ Credentials in a proxy URL are secrets: no text made here shows them.
 import ipaddress
 import shlex
 from typing import Dict, List, Mapping, Optional, Tuple
-from urllib.parse import urlsplit
 
 from agent.lazyre import lazy
 from agent.shares.items import redact_url
@@ -64,6 +63,8 @@ def proxy_url(value: str, host_address: str) -> str:
         raise ProxyError(f"scheme {m.group(1)!r} is not one of {', '.join(SCHEMES)}")
     prefix = "" if m else "http://"
     try:
+        from urllib.parse import urlsplit  # only with a proxy key: about 3 ms of start-up
+
         parts = urlsplit(prefix + value)
         port = parts.port
     except ValueError:
