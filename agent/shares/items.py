@@ -106,6 +106,11 @@ class Limits:
 
 MAX_PATTERN = 200  # characters of shares.mount_pattern
 MAX_REPEATS = 3  # quantifiers in it, none nested: matching a 64-character path stays cheap
+MAX_PATH = 64  # characters of a mount point or alias (parse_mount refuses longer ones before matching)
+# The ways a pattern may try to match one path before it fails, worst case
+# (_pattern_ways): 2^20 ways took 17 ms here; 2^39, which 39 alternations in
+# a row of under 200 characters reach without any quantifier, would take hours.
+MAX_PATTERN_WAYS = 1_000_000
 
 
 def _pattern_cost_problem(pattern: str) -> Optional[str]:
@@ -160,7 +165,41 @@ def _pattern_cost_problem(pattern: str) -> Optional[str]:
                 return problem
         return None
 
-    return walk(parsed, False)
+    problem = walk(parsed, False)
+    if problem:
+        return problem
+    ways = _pattern_ways(parsed, sre_constants)
+    if ways > MAX_PATTERN_WAYS:
+        return (f"it may try more than {MAX_PATTERN_WAYS:,} ways (the bound) to match a {MAX_PATH}-character "
+                "path before failing: fewer alternatives or quantifiers in a row")
+    return None
+
+
+def _pattern_ways(items: Any, sre_constants: Any) -> int:
+    """An upper bound of the ways a backtracking match of a path of up to
+    MAX_PATH characters may try: a sequence multiplies its parts' ways, an
+    alternation adds its branches', a quantifier multiplies by the counts it
+    may take (and by its body's ways for each repetition). Capped once over
+    the bound (a 200-character pattern cannot make a huge number slow)."""
+    cap = MAX_PATTERN_WAYS + 1
+    total = 1
+    for op, av in items:
+        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT) or op == getattr(
+                sre_constants, "POSSESSIVE_REPEAT", None):
+            low, high, sub = av
+            high = min(high, MAX_PATH)
+            body = _pattern_ways(sub, sre_constants)
+            ways = max(high - low + 1, 1) * (body ** min(high, 20) if body > 1 else 1)
+        elif op == sre_constants.BRANCH:
+            ways = sum(_pattern_ways(branch, sre_constants) for branch in av[1])
+        elif op == sre_constants.SUBPATTERN:
+            ways = _pattern_ways(av[-1], sre_constants)
+        elif op == getattr(sre_constants, "ATOMIC_GROUP", None):
+            ways = _pattern_ways(av, sre_constants)
+        else:
+            ways = 1
+        total = min(total * ways, cap)
+    return total
 
 
 _COMPILED: Dict[str, Pattern[str]] = {}
@@ -383,7 +422,7 @@ def _redact_umount(value: str) -> str:
 def _check_path(what: str, path: str, pattern: Pattern[str], extra: Tuple[str, ...] = ()) -> str:
     if not path:
         raise ShareError(f"{what} is empty")
-    if len(path) > 64:
+    if len(path) > MAX_PATH:
         raise ShareError(f"{what} is longer than 64 characters")
     if any(c in path for c in "\0\n\r\t ,;=\\%") or not path.isprintable():
         raise ShareError(f"{what} contains a forbidden character")
