@@ -28,16 +28,22 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class HostConfig:
+    """[host]: the Windows host's address on DockerNAT."""
+
     address: str = "10.0.75.1"
 
 
 @dataclass(frozen=True)
 class KvpConfig:
+    """[kvp]: where hv_kvp_daemon keeps the pool files."""
+
     pool_dir: str = "/var/lib/hyperv"
 
 
 @dataclass(frozen=True)
 class DatabaseConfig:
+    """[database]: the host's configuration database (kernel command line label, 9p mount)."""
+
     label: str = "com.docker.database"
     cmdline: str = "/proc/cmdline"
     mount_point: str = "/Database"
@@ -48,6 +54,8 @@ class DatabaseConfig:
 
 @dataclass(frozen=True)
 class DockerConfig:
+    """[docker]: dockerd's files, socket and pid file, and how to restart it."""
+
     daemon_json: str = "/etc/docker/daemon.json"
     socket: str = "/var/run/docker.sock"
     pidfile: str = "/var/run/docker.pid"
@@ -61,23 +69,31 @@ class DockerConfig:
 
 @dataclass(frozen=True)
 class NetworkConfig:
+    """[network]: the interface a static address goes on."""
+
     interface: str = "eth0"
 
 
 @dataclass(frozen=True)
 class StatusConfig:
+    """[status]: the status file, and whether pool 1 carries the agent's items."""
+
     file: str = "/run/moby-agent/status.json"
     guest_pool: bool = True
 
 
 @dataclass(frozen=True)
 class RetryConfig:
+    """[retry]: the backoff of a failed mount."""
+
     min_seconds: float = 1.0
     max_seconds: float = 60.0
 
 
 @dataclass(frozen=True)
 class WatchConfig:
+    """[watch]: the pool watcher's settle time; live reload's paths and bounds."""
+
     settle_ms: int = 1
     shares: Tuple[str, ...] = ()
     skip: Tuple[str, ...] = (".git", "node_modules")
@@ -88,6 +104,8 @@ class WatchConfig:
 
 @dataclass(frozen=True)
 class SharesConfig:
+    """[shares]: what cifsmount items may name, the share state file, the mount timeout."""
+
     mount_pattern: str = r"^/[A-Za-z]$"
     max_id: int = 65535
     state_file: str = "/run/moby-agent/shares.json"
@@ -96,6 +114,8 @@ class SharesConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """agent.toml, parsed and checked: every key at its default unless set."""
+
     log_level: str = "info"
     host: HostConfig = field(default_factory=HostConfig)
     kvp: KvpConfig = field(default_factory=KvpConfig)

@@ -72,6 +72,8 @@ class Observation:
 
 @dataclass(frozen=True)
 class Plan:
+    """A pass's plan: the capabilities' actions and problems in order, and each part for its after_apply."""
+
     actions: Tuple[Action, ...]
     problems: Tuple[Problem, ...]
     notes: Mapping[str, Note] = field(default_factory=dict)

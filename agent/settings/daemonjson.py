@@ -189,6 +189,8 @@ class ConfigProblem(Exception):
 
 @dataclass(frozen=True)
 class Layers:
+    """What daemon.json is rendered from: drop-ins, the database's keys, DOCKER_OPTS."""
+
     dropins: Tuple[Tuple[str, str], ...] = ()  # (file name, text)
     database: Optional[str] = None  # etc/docker/daemon.json from the database
     insecure_registry: Optional[str] = None

@@ -35,6 +35,8 @@ OPEN, CONNECT_REFUSED, TIMEOUT, UNREACHABLE = "open", "refused", "timeout", "unr
 
 @dataclass(frozen=True)
 class Cause:
+    """Why a mount failed: typed (kind), in words (text), and mount.cifs's error code."""
+
     kind: str
     text: str
     code: str = ""  # "mount error(13)", or "" when not from mount.cifs

@@ -97,6 +97,8 @@ class ShareError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
+    """What a cifsmount item may name: the mount point pattern, the largest uid/gid, more refused mount points."""
+
     pattern: str = DEFAULT_PATTERN
     max_id: int = 65535
     # More refused mount points (and everything below): the configured
