@@ -18,7 +18,7 @@ from agent.settings import database
 from agent.settings.apply import _read as read_input  # the agent's own reading of an input file
 from agent.shares.failures import Reach, probe_smb, reach_cause
 from agent.shares.mountinfo import is_mounted, parse_mountinfo
-from agent.system import loads_limited, printable, processes_named, read_text, under
+from agent.system import loads_limited, printable, processes_named, read_text, under, under_dir
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 
@@ -55,10 +55,18 @@ class Doctor:
         self.probe = probe
 
     def p(self, path: str) -> str:
+        """A file the doctor reads (opened without following its last
+        component): its directories resolved inside the root."""
         return under(self.root, path)
 
+    def d(self, path: str) -> str:
+        """A directory, a device or a socket (what cannot be opened with
+        O_NOFOLLOW): resolved to its last component inside the root, so that
+        a symlink out of the root is never looked at, listed or connected to."""
+        return under_dir(self.root, path)
+
     def vmbus(self) -> Check:
-        if os.path.exists(self.p("/dev/vmbus/hv_kvp")):
+        if os.path.exists(self.d("/dev/vmbus/hv_kvp")):
             return Check(OK, "vmbus", "/dev/vmbus/hv_kvp is present")
         return Check(
             FAIL,
@@ -74,7 +82,7 @@ class Doctor:
         return Check(FAIL, "kvp daemon", "hv_kvp_daemon is not running; `rc-service hv_kvp_daemon start`")
 
     def pools(self) -> List[Check]:
-        pool_dir = self.p(self.s.kvp.pool_dir)
+        pool_dir = self.d(self.s.kvp.pool_dir)
         if not os.path.isdir(pool_dir):
             return [Check(FAIL, "pools", f"{self.s.kvp.pool_dir} does not exist; hv_kvp_daemon creates it at start")]
         path = kvp.pool_path(pool_dir, 0)
@@ -138,7 +146,7 @@ class Doctor:
         return Check(OK, "daemon.json", f"{self.s.docker.daemon_json} is valid JSON")
 
     def dockerd(self) -> Check:
-        sock = self.p(self.s.docker.socket)
+        sock = self.d(self.s.docker.socket)
         if not os.path.exists(sock):
             return Check(WARN, "dockerd", f"no socket {self.s.docker.socket}: dockerd is not running")
         from agent.settings.dockerapi import ping

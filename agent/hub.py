@@ -29,7 +29,7 @@ from agent.shares.health import judge
 from agent.shares.items import Limits
 from agent.shares.mountinfo import MountEntry
 from agent.shares.plan import Retry, SharesState, plan_shares
-from agent.system import under, under_dir
+from agent.system import UnsafePath, printable, under, under_dir
 
 log = logging.getLogger("moby-agent")
 
@@ -72,6 +72,8 @@ class Observation:
 
 @dataclass(frozen=True)
 class Plan:
+    """A pass's plan: the capabilities' actions and problems in order, and each part for its after_apply."""
+
     actions: Tuple[Action, ...]
     problems: Tuple[Problem, ...]
     notes: Mapping[str, Note] = field(default_factory=dict)
@@ -90,10 +92,13 @@ _LOGGED: Set[Tuple[str, str]] = set()
 def _crashed(capability: str, stage: str, exc: BaseException) -> Problem:
     """A bug or an unforeseen input in one capability's code: a problem of
     that capability; the others and the loop go on."""
-    text = f"{capability}: {stage} failed unexpectedly ({type(exc).__name__}: {exc}); nothing of it was changed"
+    if isinstance(exc, UnsafePath):  # refused at the boundary (a way out of --root, a loop): said, not a bug
+        text = f"{capability}: {stage}: {printable(exc.strerror or exc)}; nothing of it was changed"
+    else:
+        text = f"{capability}: {stage} failed unexpectedly ({type(exc).__name__}: {exc}); nothing of it was changed"
     if (capability, text) not in _LOGGED:
         _LOGGED.add((capability, text))
-        log.error("%s", text, exc_info=exc)
+        log.error("%s", text, exc_info=None if isinstance(exc, UnsafePath) else exc)
     return Problem(capability, stage, text)
 
 

@@ -8,16 +8,17 @@ import logging
 import os
 import select
 import signal
-import socket
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Set, Tuple
 
 from agent import hub, kvp, status, system
 from agent.agentconfig import AgentConfig, ConfigError
-from agent.kvp.poolwatch import PoolWatcher
 from agent.outcome import CAPABILITIES, Note, Outcome, Problem, capability, capability_state
 from agent.shares import health
 from agent.system import printable, remove_stale_credentials, under, under_dir, write_atomic
+
+if TYPE_CHECKING:
+    import socket
 
 log = logging.getLogger("moby-agent")
 
@@ -45,10 +46,12 @@ def watch_list(path: str) -> List[str]:
     return [p for p in doc if isinstance(p, str)] if isinstance(doc, list) else []
 
 
-def open_link_events() -> Optional[socket.socket]:
+def open_link_events() -> "Optional[socket.socket]":
     """A netlink socket that becomes readable when links, addresses or
     routes change; its messages are only a wake-up (the pass asks netlink
     for the route itself), so they are drained unparsed."""
+    import socket  # the daemon only: about 4 ms of start-up (its enums)
+
     try:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_NONBLOCK, socket.NETLINK_ROUTE)
         sock.bind((0, _RTMGRP_LINK | _RTMGRP_IPV4_IFADDR | _RTMGRP_IPV4_ROUTE))
@@ -58,7 +61,7 @@ def open_link_events() -> Optional[socket.socket]:
     return sock
 
 
-def drain(sock: socket.socket) -> None:
+def drain(sock: "socket.socket") -> None:
     try:
         while sock.recv(65536):
             pass
@@ -370,6 +373,11 @@ class Agent:
         self._wake_fd = wfd
         handled = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
         previous = {s: signal.signal(s, self._on_signal) for s in handled}
+        # Here, not at import: inotify_simple brings ctypes.util, subprocess,
+        # shutil and tempfile (about 10 ms), which `run --once` and every
+        # other command do without.
+        from agent.kvp.poolwatch import PoolWatcher
+
         watcher = PoolWatcher(under_dir(self.root, self.pool_dir))
         links = open_link_events()
         # The mount table signals every change with POLLPRI (select's

@@ -114,6 +114,8 @@ class ActionFailed(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
+    """What applying one action gave: ok, or its error (and its typed cause)."""
+
     action: Action
     ok: bool
     error: Optional[str] = None

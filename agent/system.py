@@ -3,7 +3,6 @@
 import errno
 import os
 import stat
-import subprocess
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Tuple, Union
 
@@ -142,6 +141,11 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     directory, fsync, rename, fsync of the directory."""
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, exist_ok=True)
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):  # rename would fail after the work, naming the temporary file
+            raise UnsafePath(errno.EISDIR, f"{printable(path)} is a directory: not replaced (kept as it is)")
+    except FileNotFoundError:
+        pass
     prefix = "." + os.path.basename(path) + ".tmp-"
     for stale in os.listdir(directory):  # left by a write that was killed (only the agent writes these)
         if stale.startswith(prefix):
@@ -163,6 +167,9 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
     os.close(fd)
     try:
         os.rename(tmp, path)
+    except OSError as exc:  # said of the file, not of the temporary one
+        os.unlink(tmp)
+        raise OSError(exc.errno, f"{printable(path)}: {exc.strerror}; not replaced (kept as it was)") from None
     except BaseException:
         os.unlink(tmp)
         raise
@@ -573,6 +580,8 @@ def run_command(argv: List[str], timeout: float, should_stop: Callable[[], bool]
     try:
         # detach: a session of its own, so that a signal to the agent's
         # process group (its service being stopped) does not cut it short.
+        import subprocess  # only when a program runs: about 3 ms of start-up
+
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=detach)
     except OSError as exc:

@@ -7,8 +7,8 @@ the same run.
 - memory: RSS after start and after --updates pool updates written as the
   daemon writes them; baseline: an interpreter that imports the four
   dependencies. Goal: under 20 MB steady, growth under 1 MB.
-- start-up: exec to the end of the first pass with empty inputs
-  (`moby-agent run --once` wall time, started as the installed wrapper
+- start-up: exec to the end of the first pass with empty inputs and the
+  installed agent.toml (`moby-agent run --once` wall time, started as the installed wrapper
   starts it, --runs runs), and the import cost,
   from a `make install` layout (bytecode compiled, as in the image and the
   guest) and, for comparison, from a checkout that compiles at every start;
@@ -19,6 +19,7 @@ usage: python3 bench/footprint.py [--idle 60] [--updates 10000] [--runs 10]
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,9 @@ def startup(runs: int) -> str:
     try:
         for _ in range(runs):
             root = tempfile.mkdtemp(prefix="moby-bench-")
+            # The installed agent.toml, as in the image and the guest.
+            os.makedirs(os.path.join(root, "etc", "moby-agent"))
+            shutil.copy(REPO / "packaging" / "agent.toml", os.path.join(root, "etc", "moby-agent", "agent.toml"))
             first.append(timed([sys.executable, "-c", WRAPPER, "--root", root, "run", "--once"], installed))
             subprocess.run(["rm", "-rf", root])
             imports.append(timed([sys.executable, "-c", "import agent.cli, agent.loop"], installed))

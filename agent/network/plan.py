@@ -12,12 +12,16 @@ from agent.outcome import Action, Note, PlanPart, Problem
 
 @dataclass(frozen=True)
 class NetState:
+    """The interface's IPv4 addresses and the default route, as netlink reports them."""
+
     addresses: Tuple[Tuple[str, int], ...]  # IPv4 (address, prefix) on the interface
     gateway: Optional[str]  # the default route's gateway
 
 
 @dataclass(frozen=True)
 class SetAddress(Action):
+    """Put the database's static IPv4 address on the interface."""
+
     CAPABILITY = "network"
     SYSTEM = True
 
@@ -36,6 +40,8 @@ class SetAddress(Action):
 
 @dataclass(frozen=True)
 class SetRoute(Action):
+    """Set the default route through the database's gateway."""
+
     CAPABILITY = "network"
     SYSTEM = True
 

@@ -52,9 +52,29 @@ def dockerd_pid(conf: AgentConfig, root: str) -> Optional[int]:
     return pid
 
 
-def _read(path: str, what: str, capability: str, problems: List[Problem]) -> Optional[str]:
+def _under(root: str, path: str, what: str, capability: str, problems: List[Problem]) -> Optional[str]:
+    """`path` under the root, or None and a problem for that file only when
+    a directory on its way leads out of the root or loops: it is not read
+    (and writing it fails, saying so), the other files go on."""
+    try:
+        return under(root, path)
+    except OSError as exc:
+        problems.append(Problem(capability, what, f"{printable(exc.strerror or exc)}; not read"))
+        return None
+
+
+def _dockerd_running(conf: AgentConfig, root: str) -> bool:
+    try:
+        return dockerd_pid(conf, root) is not None
+    except OSError:  # the pid file's directory leads out of the root: no dockerd of this root
+        return False
+
+
+def _read(path: Optional[str], what: str, capability: str, problems: List[Problem]) -> Optional[str]:
     """A file's text, None if absent; anything that is not a plain file (a
     symlink, a FIFO, a directory) is a problem for that file only."""
+    if path is None:
+        return None
     try:
         return read_text(path)
     except OSError as exc:
@@ -62,9 +82,11 @@ def _read(path: str, what: str, capability: str, problems: List[Problem]) -> Opt
         return None
 
 
-def _read_bytes(path: str, what: str, problems: List[Problem]) -> Optional[bytes]:
+def _read_bytes(path: Optional[str], what: str, problems: List[Problem]) -> Optional[bytes]:
     """A file the agent owns, as bytes; None if absent. Not a plain file: a
     problem, and None (it is written anew: a link is replaced, not followed)."""
+    if path is None:
+        return None
     try:
         return system.read_bytes_safely(path)
     except FileNotFoundError:
@@ -79,11 +101,11 @@ def _read_bytes(path: str, what: str, problems: List[Problem]) -> Optional[bytes
 _CONFD_CACHE: Dict[str, Tuple[Tuple[int, int, int], str]] = {}
 
 
-def _docker_opts(path: str, text: Optional[str], run_programs: bool) -> str:
+def _docker_opts(path: Optional[str], text: Optional[str], run_programs: bool) -> str:
     """DOCKER_OPTS as the docker init script sees it: /etc/conf.d/docker
     sourced by a shell (appends, multi-line values, quoting), else read as
     text. Under --root a fixture's conf.d is never run, only read."""
-    if text is None:
+    if text is None or path is None:
         return ""
     if not run_programs:
         return daemonjson.docker_opts_from_confd(text)
@@ -112,14 +134,19 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
     run_programs = run_programs and live
     dbs = conf.database
     problems: List[Problem] = []
-    name = database.parse_cmdline(_read(under(root, dbs.cmdline), dbs.cmdline, "database", problems) or "",
-                                  dbs.label)
+    name = database.parse_cmdline(_read(_under(root, dbs.cmdline, dbs.cmdline, "database", problems), dbs.cmdline,
+                                        "database", problems) or "", dbs.label)
     mounted = mountinfo.is_mounted(mounts, dbs.mount_point)
     tree: Optional[Dict[str, Union[str, bytes]]] = None
     error = None
     if name is not None and mounted:
-        top = under(root, database.base(dbs.mount_point, name))
-        if os.path.isdir(top) and not os.path.islink(top):
+        try:
+            top: Optional[str] = under(root, database.base(dbs.mount_point, name))
+        except OSError as exc:
+            top, error = None, printable(exc.strerror or exc)
+        if top is None:
+            pass
+        elif os.path.isdir(top) and not os.path.islink(top):
             try:
                 tree, bad = database.read_tree_checked(top)
             except (OSError, database.DatabaseError) as exc:
@@ -129,11 +156,11 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
                 problems.extend(Problem("database", key, text) for key, text in sorted(bad.items()))
         else:
             error = f"{printable(database.base(dbs.mount_point, name))} does not exist"
-    dropin_dir = under_dir(root, conf.docker.dropin_dir)
     try:
+        dropin_dir = under_dir(root, conf.docker.dropin_dir)
         names = daemonjson.dropin_names(os.listdir(dropin_dir))
     except OSError:
-        names = []
+        dropin_dir, names = "", []
     # A drop-in that cannot be read (a FIFO, a symlink) is its own problem
     # and is left out: read as "" it failed the whole render as bad JSON.
     read_dropins = ((n, _read(os.path.join(dropin_dir, n), f"{conf.docker.dropin_dir}/{n}", "docker_config",
@@ -162,20 +189,22 @@ def observe_host(conf: AgentConfig, root: str, mounts: Tuple[MountEntry, ...], l
         from agent.network.apply import read_net
 
         net = read_net(conf.network.interface)
+    confd = _under(root, conf.docker.confd, conf.docker.confd, "docker_config", problems)
     return HostInputs(
         database_name=name,
         database_mounted=mounted,
         database=tree,
         database_error=error,
         dropins=dropins,
-        docker_opts=_docker_opts(under(root, conf.docker.confd),
-                                 _read(under(root, conf.docker.confd), conf.docker.confd, "docker_config", problems),
-                                 run_programs),
-        daemon_json=_read(under(root, conf.docker.daemon_json), conf.docker.daemon_json, "docker_config", problems),
-        proxy_env=_read_bytes(under(root, conf.docker.proxy_env), conf.docker.proxy_env, problems),
-        certs_record=_read_bytes(under(root, certs.RECORD), certs.RECORD, problems),
+        docker_opts=_docker_opts(confd, _read(confd, conf.docker.confd, "docker_config", problems), run_programs),
+        daemon_json=_read(_under(root, conf.docker.daemon_json, conf.docker.daemon_json, "docker_config", problems),
+                          conf.docker.daemon_json, "docker_config", problems),
+        proxy_env=_read_bytes(_under(root, conf.docker.proxy_env, conf.docker.proxy_env, "docker_config", problems),
+                              conf.docker.proxy_env, problems),
+        certs_record=_read_bytes(_under(root, certs.RECORD, certs.RECORD, "docker_config", problems), certs.RECORD,
+                                 problems),
         problems=tuple(problems),
-        dockerd_running=dockerd_pid(conf, root) is not None,
+        dockerd_running=_dockerd_running(conf, root),
         dockerd_version=version or (20, 10),
         files=files,
         interface=conf.network.interface,

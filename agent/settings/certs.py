@@ -9,15 +9,16 @@ removed from the guest: only files the agent installed, as its record says.
 
 import ipaddress
 import json
-import re
 from typing import Dict, Iterable, List, Optional, Tuple, Union
+
+from agent.lazyre import lazy
 
 PREFIX = "etc/docker/certs.d/"
 RECORD = "/etc/docker/certs.d/.moby-agent-installed.json"
-_HOST = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST = lazy(r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----")
-_KEY = re.compile(rb"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----\r?\n[A-Za-z0-9+/=\r\n:,-]+"
+_CERT = lazy(rb"-----BEGIN CERTIFICATE-----\r?\n[A-Za-z0-9+/=\r\n]+-----END CERTIFICATE-----")
+_KEY = lazy(rb"-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----\r?\n[A-Za-z0-9+/=\r\n:,-]+"
                   rb"-----END \1-----")
 
 

@@ -10,13 +10,13 @@ and de-duplicated keeping the first occurrence, anything else is replaced.
 import ipaddress
 import json
 import os
-import re
 import shlex
 import signal
 import stat
-import subprocess
 from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
+
+from agent.lazyre import lazy
 
 DEFAULTS: Dict[str, Any] = {}
 
@@ -115,8 +115,8 @@ REMOVED_IN_23: FrozenSet[str] = frozenset({"cluster-advertise", "cluster-store",
                                            "deprecated-key-path"})
 GO_INT = (-(1 << 63), (1 << 63) - 1)
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
-_BAD_CHAR = re.compile(r"[\s\x00-\x1f\x7f]")
-_SIZE = re.compile(r"^\d+(\.\d+)? ?[kKmMgGtTpP]?[iI]?[bB]?$")  # go-units RAMInBytes
+_BAD_CHAR = lazy(r"[\s\x00-\x1f\x7f]")
+_SIZE = lazy(r"^\d+(\.\d+)? ?[kKmMgGtTpP]?[iI]?[bB]?$")  # go-units RAMInBytes
 
 # What SIGHUP reloads (facts section 6); any other change needs a restart.
 RELOADABLE: FrozenSet[str] = frozenset(
@@ -189,6 +189,8 @@ class ConfigProblem(Exception):
 
 @dataclass(frozen=True)
 class Layers:
+    """What daemon.json is rendered from: drop-ins, the database's keys, DOCKER_OPTS."""
+
     dropins: Tuple[Tuple[str, str], ...] = ()  # (file name, text)
     database: Optional[str] = None  # etc/docker/daemon.json from the database
     insecure_registry: Optional[str] = None
@@ -400,9 +402,9 @@ def args_flag_keys(args: Sequence[str]) -> FrozenSet[str]:
     return frozenset(keys)
 
 
-_ASSIGNMENT = re.compile(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
+_ASSIGNMENT = lazy(r"(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=")
 _WORD_END = " \t\n;&|<>()"
-_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*|[0-9])")
+_PARAMETER = lazy(r"\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*|[0-9])")
 
 
 def _shell_word(text: str, i: int, variables: Mapping[str, str]) -> Tuple[str, int]:
@@ -521,6 +523,8 @@ def evaluate_confd(path: str, timeout: float = 5.0) -> Optional[str]:
     # No positional parameters inside the file ($1 would be its path).
     script = 'moby_agent_confd=$1; set --; . "$moby_agent_confd" </dev/null >/dev/null 2>&1 || exit 1; ' \
         'printf %s "${DOCKER_OPTS-}"'
+    import subprocess  # only here: about 3 ms of start-up for the commands that never run it
+
     try:
         proc = subprocess.Popen(
             ["/bin/sh", "-c", script, "sh", path],

@@ -7,10 +7,10 @@ get, exists, dir, path, find). Pure functions here; the mount is an action.
 
 import errno
 import os
-import re
 import stat
 from typing import Dict, List, Optional, Tuple, Union
 
+from agent.lazyre import lazy
 from agent.system import file_kind, printable
 
 NOT_FOUND = "Could not find database configuration information"
@@ -23,7 +23,7 @@ class DatabaseError(Exception):
 
 
 # A directory name: no slash, no control character, not . or ..
-_NAME = re.compile(r"^[^/\x00-\x1f\x7f]{1,255}$")
+_NAME = lazy(r"^[^/\x00-\x1f\x7f]{1,255}$")
 
 
 def kernel_params(text: str) -> List[Tuple[str, Optional[str]]]:
@@ -80,7 +80,7 @@ def parse_cmdline(text: str, label: str = "com.docker.database") -> Optional[str
 # A key's component: letters, digits, '.', '_', '-', and at most one
 # ':<port>' at its end (a registry's certs.d/<host>:<port> directory).
 _PART = r"[A-Za-z0-9._-]+(?::[0-9]{1,5})?"
-_KEY = re.compile(rf"^{_PART}(/{_PART})*$")
+_KEY = lazy(rf"^{_PART}(/{_PART})*$")
 
 
 def check_key(key: str) -> str:
@@ -330,7 +330,7 @@ def read_tree(root: str) -> Dict[str, str]:
     return {k: v for k, v in tree.items() if isinstance(v, str)}
 
 
-_PRIVATE = re.compile(rb"-----BEGIN (?:[A-Z0-9]+ )?PRIVATE KEY-----")
+_PRIVATE = lazy(rb"-----BEGIN (?:[A-Z0-9]+ )?PRIVATE KEY-----")
 
 
 def copy_mode(key: str, data: Value) -> int:

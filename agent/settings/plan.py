@@ -50,6 +50,8 @@ class HostInputs:
 
 @dataclass(frozen=True)
 class MountDatabase(Action):
+    """Mount the host's configuration database (9p) at its mount point."""
+
     CAPABILITY = "database"
     SYSTEM = True
 
@@ -63,6 +65,8 @@ class MountDatabase(Action):
 
 @dataclass(frozen=True)
 class WriteFile(Action):
+    """Write one file (daemon.json, the proxy file, a certificate, an /etc copy) atomically."""
+
     path: str
     content: bytes = field(repr=False)
     source: str = ""
@@ -94,6 +98,8 @@ class RemoveFile(Action):
 
 @dataclass(frozen=True)
 class ApplySysctl(Action):
+    """Apply the sysctl.conf copied from the database (`sysctl -p`)."""
+
     CAPABILITY = "database"
     SYSTEM = True
 

@@ -66,7 +66,14 @@ def observe(conf: "AgentConfig", root: str, retries: Optional[Mapping[str, Retry
     mounts = parse_mountinfo(read_text(under(root, "/proc/self/mountinfo")) or "")
     from agent.agentconfig import share_limits
 
-    shares, problem = load_shares(under(root, conf.shares.state_file), share_limits(conf))
+    problem: Optional[str]
+    try:
+        state_file = under(root, conf.shares.state_file)
+    except OSError as exc:  # its directory leads out of the root or loops: not read, said, the pool decides
+        shares, problem = SharesState(), (f"share state {printable(exc.strerror or exc)}; not read, starting from "
+                                          "the pool")
+    else:
+        shares, problem = load_shares(state_file, share_limits(conf))
     # Mounts are tried at once; only after a failure does the route to
     # the host tell "the network is not up yet" (wait for netlink
     # events) from "the server refused or is down" (back off). This

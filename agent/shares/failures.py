@@ -16,10 +16,10 @@ number; older versions print `mount error(112): Host is down`.
 
 import errno
 import ipaddress
-import re
-import socket
 from dataclasses import dataclass
 from typing import Optional
+
+from agent.lazyre import lazy
 
 # Typed causes (Outcome.cause): what the drive state and doctor say.
 REFUSED = "credentials refused"
@@ -36,6 +36,8 @@ OPEN, CONNECT_REFUSED, TIMEOUT, UNREACHABLE = "open", "refused", "timeout", "unr
 
 @dataclass(frozen=True)
 class Cause:
+    """Why a mount failed: typed (kind), in words (text), and mount.cifs's error code."""
+
     kind: str
     text: str
     code: str = ""  # "mount error(13)", or "" when not from mount.cifs
@@ -104,7 +106,7 @@ def reach_cause(host: str, reach: Reach) -> Optional[Cause]:
     return None
 
 
-_CODE = re.compile(r"mount error\((\d+)\)")
+_CODE = lazy(r"mount error\((\d+)\)")
 
 
 def explain(output: str, host: str, share: str, reach: Optional[Reach] = None) -> Cause:
@@ -150,6 +152,8 @@ def probe_smb(host: str, timeout: float = 2.0) -> Reach:
     if via is None or via:
         return Reach(via)
     try:
+        import socket  # only when a mount failed: about 4 ms of start-up
+
         with socket.create_connection((host, 445), timeout=timeout):
             return Reach("", OPEN)
     except socket.timeout:

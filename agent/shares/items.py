@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Pattern, Tuple
 
+from agent.lazyre import lazy
+
 CIFSMOUNT = "cifsmount"
 CIFSUMOUNT = "cifsumount"
 SECRET_KEYS = (CIFSMOUNT,)
@@ -50,10 +52,10 @@ MAX_USERNAME, MAX_PASSWORD, MAX_DOMAIN, MAX_OPTIONS = 256, 512, 255, 32
 # "username=me password=x" read as one option). "\\" is not among them: it
 # separates DOMAIN\user, split off before this check.
 _USERNAME_FORBIDDEN = ',;="[]:|+*?<>'
-_IOCHARSET = re.compile(r"^[a-z0-9][a-z0-9_-]{0,19}$")
+_IOCHARSET = lazy(r"^[a-z0-9][a-z0-9_-]{0,19}$")
 # A NetBIOS (CORP, ÉQUIPE) or DNS (corp.example.com) domain: letters and
 # digits of any script, '.', '_' and '-', starting with a letter or digit.
-_DOMAIN = re.compile(r"^[^\W_][\w.-]*$")
+_DOMAIN = lazy(r"^[^\W_][\w.-]*$")
 # Flags of the allow-list that undo each other: both given is refused (the
 # kernel would silently keep the last).
 CONTRADICTIONS = (("ro", "rw"), ("hard", "soft"), ("serverino", "noserverino"))
@@ -68,7 +70,7 @@ _VALUED = frozenset({"vers", "iocharset", "domain", "uid", "gid", "file_mode", "
 PASSWORD_NAMES = frozenset({"password", "pass", "password2", "pass2"})
 USER_NAMES = frozenset({"username", "user"})
 # A password option anywhere in a text, whatever precedes it (a space, ';').
-_MARKER = re.compile(r"(?i)(?:^|(?<=[\s,;]))(pass(?:word)?2?)\s*=")
+_MARKER = lazy(r"(?i)(?:^|(?<=[\s,;]))(pass(?:word)?2?)\s*=")
 # mount.cifs and kernel option names: the only unknown names a problem text
 # may repeat (a word the host sent that is not one of these may be the tail
 # of a password whose comma was not doubled).
@@ -85,8 +87,8 @@ KNOWN_NAMES = frozenset({
     "domainauto", "sep", "uncpath", "actimeo", "acregmax", "acdirmax", "closetimeo",
     "password2", "pass2", "dom", "workgroup", "pwd",
 })
-_SAFE_TEXT = re.compile(r"^[A-Za-z0-9._/-]{0,64}$")
-_PATHLIKE = re.compile(r"^(/[A-Za-z0-9._-]{0,63}){0,8}$")
+_SAFE_TEXT = lazy(r"^[A-Za-z0-9._/-]{0,64}$")
+_PATHLIKE = lazy(r"^(/[A-Za-z0-9._-]{0,63}){0,8}$")
 
 
 class ShareError(Exception):
@@ -95,6 +97,8 @@ class ShareError(Exception):
 
 @dataclass(frozen=True)
 class Limits:
+    """What a cifsmount item may name: the mount point pattern, the largest uid/gid, more refused mount points."""
+
     pattern: str = DEFAULT_PATTERN
     max_id: int = 65535
     # More refused mount points (and everything below): the configured
@@ -104,6 +108,11 @@ class Limits:
 
 MAX_PATTERN = 200  # characters of shares.mount_pattern
 MAX_REPEATS = 3  # quantifiers in it, none nested: matching a 64-character path stays cheap
+MAX_PATH = 64  # characters of a mount point or alias (parse_mount refuses longer ones before matching)
+# The ways a pattern may try to match one path before it fails, worst case
+# (_pattern_ways): 2^20 ways took 17 ms here; 2^39, which 39 alternations in
+# a row of under 200 characters reach without any quantifier, would take hours.
+MAX_PATTERN_WAYS = 1_000_000
 
 
 def _pattern_cost_problem(pattern: str) -> Optional[str]:
@@ -158,7 +167,41 @@ def _pattern_cost_problem(pattern: str) -> Optional[str]:
                 return problem
         return None
 
-    return walk(parsed, False)
+    problem = walk(parsed, False)
+    if problem:
+        return problem
+    ways = _pattern_ways(parsed, sre_constants)
+    if ways > MAX_PATTERN_WAYS:
+        return (f"it may try more than {MAX_PATTERN_WAYS:,} ways (the bound) to match a {MAX_PATH}-character "
+                "path before failing: fewer alternatives or quantifiers in a row")
+    return None
+
+
+def _pattern_ways(items: Any, sre_constants: Any) -> int:
+    """An upper bound of the ways a backtracking match of a path of up to
+    MAX_PATH characters may try: a sequence multiplies its parts' ways, an
+    alternation adds its branches', a quantifier multiplies by the counts it
+    may take (and by its body's ways for each repetition). Capped once over
+    the bound (a 200-character pattern cannot make a huge number slow)."""
+    cap = MAX_PATTERN_WAYS + 1
+    total = 1
+    for op, av in items:
+        if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT) or op == getattr(
+                sre_constants, "POSSESSIVE_REPEAT", None):
+            low, high, sub = av
+            high = min(high, MAX_PATH)
+            body = _pattern_ways(sub, sre_constants)
+            ways = max(high - low + 1, 1) * (body ** min(high, 20) if body > 1 else 1)
+        elif op == sre_constants.BRANCH:
+            ways = sum(_pattern_ways(branch, sre_constants) for branch in av[1])
+        elif op == sre_constants.SUBPATTERN:
+            ways = _pattern_ways(av[-1], sre_constants)
+        elif op == getattr(sre_constants, "ATOMIC_GROUP", None):
+            ways = _pattern_ways(av, sre_constants)
+        else:
+            ways = 1
+        total = min(total * ways, cap)
+    return total
 
 
 _COMPILED: Dict[str, Pattern[str]] = {}
@@ -332,8 +375,8 @@ def redact(value: str) -> str:
     return "\n".join(shown + ["***" if line.strip() else line for line in lines[2:]])
 
 
-_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s?#]*)@")
-_BARE_USERINFO = re.compile(r"^([^\s/@:]+):([^\s/]*)@(?=[^\s/@]+$)")
+_URL_USERINFO = lazy(r"(?i)\b([a-z][a-z0-9+.-]*://)([^/\s?#]*)@")
+_BARE_USERINFO = lazy(r"^([^\s/@:]+):([^\s/]*)@(?=[^\s/@]+$)")
 
 
 def redact_url(text: str) -> str:
@@ -381,7 +424,7 @@ def _redact_umount(value: str) -> str:
 def _check_path(what: str, path: str, pattern: Pattern[str], extra: Tuple[str, ...] = ()) -> str:
     if not path:
         raise ShareError(f"{what} is empty")
-    if len(path) > 64:
+    if len(path) > MAX_PATH:
         raise ShareError(f"{what} is longer than 64 characters")
     if any(c in path for c in "\0\n\r\t ,;=\\%") or not path.isprintable():
         raise ShareError(f"{what} contains a forbidden character")

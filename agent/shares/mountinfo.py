@@ -10,6 +10,8 @@ from typing import List, Optional, Tuple
 
 @dataclass(frozen=True)
 class MountEntry:
+    """One line of /proc/self/mountinfo."""
+
     mount_id: int
     parent: int
     dev: str

@@ -120,6 +120,8 @@ class DriveStep(Action):
 
 @dataclass(frozen=True)
 class MountShare(DriveStep):
+    """Mount //<host>/<share> at the drive's mount point with mount.cifs."""
+
     CAPABILITY = "shares"
     SYSTEM = True
 
@@ -147,6 +149,8 @@ class MountShare(DriveStep):
 
 @dataclass(frozen=True)
 class BindAlias(DriveStep):
+    """Bind-mount the drive's mount point at its alias (/c at /C)."""
+
     CAPABILITY = "shares"
     SYSTEM = True
 
@@ -163,6 +167,8 @@ class BindAlias(DriveStep):
 
 @dataclass(frozen=True)
 class Unmount(DriveStep):
+    """Unmount one of a drive's targets (alias or mount point); lazily for a dead share."""
+
     CAPABILITY = "shares"
     SYSTEM = True
 
@@ -179,6 +185,8 @@ class Unmount(DriveStep):
 
 @dataclass(frozen=True)
 class RemoveDir(DriveStep):
+    """Remove a drive's directory once it is empty."""
+
     CAPABILITY = "shares"
 
     drive: str
@@ -221,6 +229,8 @@ class Retry:
 
 @dataclass(frozen=True)
 class SharePlan(PlanPart):
+    """The shares' plan part, with each drive's state and whether one waits for the network."""
+
     # drive -> "mounted", "mounting", "waiting: <reason>" or "failed: <reason>":
     # no countdown (pool 1 is rewritten only when a state really changes).
     drive_states: Mapping[str, str] = field(default_factory=dict)

@@ -9,6 +9,8 @@ ECONNREFUSED/EHOSTUNREACH (and EINPROGRESS in newer versions), and for
 EHOSTDOWN either `mount error(112): Host is down` (older) or
 `mount error: Server abruptly closed the connection.` (newer)."""
 
+import socket
+
 import pytest
 
 from agent.agentconfig import AgentConfig
@@ -132,7 +134,7 @@ def test_a_routed_host_is_never_probed_on_445(monkeypatch):
     def no_connect(*a, **k):
         raise AssertionError("connected")
 
-    monkeypatch.setattr(failures.socket, "create_connection", no_connect)
+    monkeypatch.setattr(socket, "create_connection", no_connect)
     assert failures.probe_smb(HOST) == Reach("192.168.1.1")
     assert "gateway 192.168.1.1" in host_checks(HOST, Reach("192.168.1.1"))[0].text
 

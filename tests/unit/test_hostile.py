@@ -849,3 +849,33 @@ def test_legitimate_mount_patterns_plan_in_linear_time():
                 compiled.fullmatch("/" + "a" * 60 + "A")
             with pytest.raises(ShareError):
                 parse_mount("/" + "a" * 30 + "A;;username=me,password=x", Limits(pattern))
+
+
+def test_a_mount_pattern_whose_worst_case_is_exponential_is_refused_naming_the_key_and_the_bound():
+    """No quantifier at all, under 200 characters, nothing nested: 39
+    alternations in a row try 2^39 ways on a path that fails at its end
+    (2^24 took 0.4 s here: hours for this one). Planning must never meet it:
+    agent.toml refuses it, saying which key and what bound."""
+    from agent.shares import items
+    from agent.shares.items import compile_pattern
+
+    hostage = "^/" + "(a|a)" * 39 + "b$"
+    assert len(hostage) <= 200
+    with pytest.raises(ShareError, match=r"shares\.mount_pattern.*1,000,000"):
+        compile_pattern(hostage)
+    assert items.MAX_PATTERN_WAYS == 1_000_000
+    # Just under the bound still works; at it, refused.
+    compile_pattern("^/" + "(ab|cd)" * 19 + "$")
+    with pytest.raises(ShareError, match="ways"):
+        compile_pattern("^/" + "(ab|cd)" * 20 + "$")
+    # Three unbounded quantifiers in a row (65^3 ways) are fine, as before.
+    compile_pattern(r"^/[a-z]*[0-9]*[A-Z]*$")
+
+
+def test_agent_toml_with_a_hostage_mount_pattern_is_a_config_error(tmp_path):
+    from agent.agentconfig import ConfigError, load
+
+    path = tmp_path / "agent.toml"
+    path.write_text('[shares]\nmount_pattern = "^/' + "(a|a)" * 39 + 'b$"\n')
+    with pytest.raises(ConfigError, match=r"shares\.mount_pattern: .*more than 1,000,000 ways \(the bound\)"):
+        load(str(path), required=True)

@@ -2,6 +2,8 @@
 and problems; a drive shows its first real error; doctor and the agent read
 the same inputs the same way."""
 
+import socket
+
 import pytest
 
 from agent import hub, kvp
@@ -226,7 +228,6 @@ def test_doctor_and_the_agent_read_the_route_alike(monkeypatch, routes, has_rout
     import pyroute2
 
     from agent.doctor import FAIL
-    from agent.shares import failures
     from agent.shares.plan import Retry
 
     monkeypatch.setattr(pyroute2, "IPRoute", _fake_iproute(routes))
@@ -234,7 +235,7 @@ def test_doctor_and_the_agent_read_the_route_alike(monkeypatch, routes, has_rout
     def no_smb(*args, **kw):
         raise OSError(111, "Connection refused")
 
-    monkeypatch.setattr(failures.socket, "create_connection", no_smb)
+    monkeypatch.setattr(socket, "create_connection", no_smb)
     conf = AgentConfig()
     network_ok = hub.observe(conf, "/", None, retries={"/c": Retry(1, 0.0, "x")}).network_ok
     host = Doctor(conf, "/").host()[0]
