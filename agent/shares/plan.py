@@ -316,7 +316,7 @@ def plan_shares(
             problems.append(Problem("shares", key, f"{key} rejected: {exc}; nothing was mounted or unmounted"))
 
     wanted = tuple(drives[k] for k in sorted(drives))
-    new_seen = tuple((key, seen[key]) for key in order if key in seen)
+    new_seen = tuple((key, seen[key]) for key in dict.fromkeys(key for key, _ in items) if key in seen)
     if wanted != state.drives or new_seen != state.seen:
         actions.append(SaveShares(wanted, new_seen))
 

@@ -31,14 +31,14 @@ def fixture(root):
 
 def world(root, pool0, mounted, value=V, made=()):
     """What the previous pass left: the mount table and the share state
-    (seen = the pool's items as they are now)."""
+    (seen = the pool's items as they are now, in file order)."""
     from agent import kvp
 
     (root / "proc" / "self" / "mountinfo").write_text(MOUNTED if mounted else ROOT_LINE)
     spec = parse_mount(value)
     items = kvp.read_pool(str(pool0)).items
     state = SharesState(drives=(spec,) if mounted else (), mounted=(("/c", spec.fingerprint()),) if mounted else (),
-                        seen=tuple(sorted((k, digest(v)) for k, v in items)), made=made)
+                        seen=tuple((k, digest(v)) for k, v in items), made=made)  # in file order
     path = root / "run" / "moby-agent" / "shares.json"
     path.write_bytes(state.to_json())
     os.chmod(path, 0o600)

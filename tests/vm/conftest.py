@@ -23,12 +23,19 @@ def guest(tmp_path_factory):
 
 @pytest.fixture
 def clean(guest):
-    """The guest, with every share unshared and both items deleted after the test."""
+    """The guest with no share and neither item, before and after the test
+    (an earlier module may leave a drive mounted: a test that waits for its
+    own mount would see that one)."""
     from tests.vm.test_shares import unshare_all
 
+    def unshared():
+        unshare_all(guest)
+        guest.kvp.delete(0, "cifsmount", missing_ok=True)
+        guest.kvp.delete(0, "cifsumount", missing_ok=True)
+
+    unshared()
+    guest.settled()
     yield guest
-    unshare_all(guest)
-    guest.kvp.delete(0, "cifsmount", missing_ok=True)
-    guest.kvp.delete(0, "cifsumount", missing_ok=True)
+    unshared()
     guest.sh("rc-service moby-agent reload")
     guest.settled()
