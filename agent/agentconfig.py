@@ -89,6 +89,11 @@ class WatchConfig:
     max_dirs: int = 1000
     state_file: str = "/run/moby-agent/watch.json"
     rescan_seconds: float = 0.0
+    follow_containers: bool = True
+    notify: str = "auto"
+
+
+NOTIFY_MODES = ("auto", "notify", "rescan")
 
 
 @dataclass(frozen=True)
@@ -250,6 +255,9 @@ def _check(conf: AgentConfig, where: str) -> None:
     for i, arg in enumerate(conf.docker.restart_command[1:], 1):
         if not arg or "\0" in arg or not arg.isprintable() or len(arg) > 4096:
             raise ConfigError(f"{where}: docker.restart_command[{i}]: expected a non-empty printable argument")
+    if conf.watch.notify not in NOTIFY_MODES:
+        raise ConfigError(f"{where}: watch.notify: expected one of {', '.join(NOTIFY_MODES)}, "
+                          f"got {printable(conf.watch.notify)!r}")
     for i, name in enumerate(conf.watch.skip):
         if not name or "/" in name or name in (".", "..") or not name.isprintable():
             raise ConfigError(f"{where}: watch.skip[{i}]: expected a directory name, got {printable(name)!r}")

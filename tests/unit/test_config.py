@@ -37,6 +37,8 @@ def test_values_are_read():
         ("[retry]\nmin_seconds = true", "retry.min_seconds: expected a number, got True"),
         ("host = 'x'", "host: expected a table"),
         ("log_level = 'loud'", "log_level: expected one of"),
+        ("[watch]\nfollow_containers = 1", "watch.follow_containers: expected true or false, got 1"),
+        ("[watch]\nnotify = 'names'", "watch.notify: expected one of auto, notify, rescan, got 'names'"),
         ("[retry]\nmin_seconds = 10\nmax_seconds = 1", "min_seconds <= max_seconds"),
         ("[kvp]\npool_dir = 'relative'", "kvp.pool_dir: expected an absolute path"),
         ("[kvp", "not valid TOML"),
