@@ -105,11 +105,12 @@ def test_own_chmods_counted_twice_are_counted_out_twice(tmp_path):
 
 
 def test_watch_stats_as_reported():
-    stats = WatchStats(roots=["/C/src"], directories=3, reemitted=5, guest_changes=2, dropped=1, why="limit")
+    stats = WatchStats(roots=["/C/src"], directories=3, reemitted=5, guest_changes=2, dropped=1, why="limit",
+                       echoes=4, notify="CIFS_IOC_NOTIFY_INFO")
     assert stats.as_dict() == {"roots": ["/C/src"], "directories": 3, "reemitted": 5, "guest_changes": 2,
-                               "dropped": 1, "why": "limit"}
+                               "dropped": 1, "why": "limit", "echoes": 4, "notify": "CIFS_IOC_NOTIFY_INFO"}
     assert WatchStats().as_dict() == {"roots": [], "directories": 0, "reemitted": 0, "guest_changes": 0,
-                                      "dropped": 0, "why": None}
+                                      "dropped": 0, "why": None, "echoes": 0, "notify": ""}
 
 
 def test_notify_records_at_the_edges():
