@@ -11,6 +11,8 @@ docker socket, re-synced from GET /containers/json each time it (re)connects.
 
 import json
 import logging
+import os
+import select
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
@@ -187,9 +189,15 @@ class ContainerFollower:
     """One thread following dockerd: GET /events (one streaming request,
     container start/die/destroy), re-synced from GET /containers/json each
     time it connects (dockerd started or restarted, the stream broken).
-    While dockerd does not answer, it tries again with backoff (0.5 s to
-    30 s) and forgets the containers it knew. on_change() is called (from
-    this thread) whenever containers() changes."""
+
+    No timer while dockerd is away: with no socket, the thread waits on
+    inotify for the socket's directory (or its nearest existing ancestor) to
+    change; a socket that is there but does not answer (dockerd starting, or
+    a stale socket) is tried again with backoff (0.5 s to 30 s, also woken
+    by the directory). It then forgets the containers it knew: dockerd's
+    containers stop with it (with live-restore they are found again at the
+    resync). on_change() is called (from this thread) whenever containers()
+    or the follower's state changes."""
 
     def __init__(self, socket_path: str, on_change: Callable[[], None], root: str = "/",
                  max_backoff: float = MAX_BACKOFF) -> None:
@@ -205,6 +213,7 @@ class ContainerFollower:
         self._stop = threading.Event()
         self._apis: List[Any] = []
         self._thread: Optional[threading.Thread] = None
+        self._pipe: Optional[Tuple[int, int]] = None
 
     def containers(self) -> Tuple[Container, ...]:
         with self._lock:
@@ -212,17 +221,23 @@ class ContainerFollower:
 
     def start(self) -> None:  # pragma: no mutate block
         if self._thread is None:
+            self._pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
             self._thread = threading.Thread(target=self._run, daemon=True, name="containers")
             self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:  # pragma: no mutate block
         """End the thread: its stream's socket is shut down, which ends the
-        blocked read at once."""
+        blocked read at once, and a wait for dockerd is woken."""
         self._stop.set()
         with self._lock:
             apis = list(self._apis)
         for api in apis:
             api.abort()
+        if self._pipe is not None:
+            try:
+                os.write(self._pipe[1], b"x")
+            except OSError:
+                pass
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -241,6 +256,15 @@ class ContainerFollower:
         if not same:
             self.on_change()
 
+    def _state(self, connected: bool, why: Optional[str]) -> None:
+        if (connected, why) != (self.connected, self.why):
+            if connected:
+                log.info("live reload: following dockerd's containers on %s", self.socket_path)
+            else:
+                log.info("live reload: dockerd not followed: %s", why)
+            self.connected, self.why = connected, why
+            self.on_change()
+
     def _local(self, c: Optional[Container]) -> Optional[Container]:
         """The container with its sources as guest paths (under --root)."""
         if c is None or self.root in ("", "/"):
@@ -252,51 +276,82 @@ class ContainerFollower:
         from agent.settings.dockerapi import DockerAPI, DockerError
 
         delay = 0.0
-        while not self._stop.is_set():
-            stream_api = DockerAPI(self.socket_path, timeout=5.0)
-            api = DockerAPI(self.socket_path, timeout=5.0)
-            with self._lock:
-                self._apis = [stream_api, api]
-            try:
-                if self._stop.is_set():
-                    break
-                # The stream first, then the list: an event between the two
-                # waits in the stream's socket, none is lost.
-                response = stream_api.stream("/events?filters=" + _quote(EVENTS_FILTER))
-                listed = api.get_json("/containers/json")
-                running: Dict[str, Container] = {}
-                for doc in listed if isinstance(listed, list) else ():
-                    c = self._local(container_from(doc))
-                    if c is not None:
-                        running[c.id] = c
-                self._set(running)
-                self.syncs += 1
-                if not self.connected:
-                    log.info("live reload: following dockerd's containers (%d running)", len(running))
-                self.connected, self.why, delay = True, None, 0.0
-                self.on_change()
-                for line in response.iter_lines(chunk_size=None):
+        try:
+            while not self._stop.is_set():
+                stream_api = DockerAPI(self.socket_path, timeout=5.0)
+                api = DockerAPI(self.socket_path, timeout=5.0)
+                with self._lock:
+                    self._apis = [stream_api, api]
+                try:
                     if self._stop.is_set():
                         break
-                    self._event(line, api)
+                    # The stream first, then the list: an event between the
+                    # two waits in the stream's socket, none is lost.
+                    response = stream_api.stream("/events?filters=" + _quote(EVENTS_FILTER))
+                    listed = api.get_json("/containers/json")
+                    running: Dict[str, Container] = {}
+                    for doc in listed if isinstance(listed, list) else ():
+                        c = self._local(container_from(doc))
+                        if c is not None:
+                            running[c.id] = c
+                    self._set(running)
+                    self.syncs += 1
+                    self._state(True, None)
+                    delay = 0.0
+                    for line in response.iter_lines(chunk_size=None):
+                        if self._stop.is_set():
+                            break
+                        self._event(line, api)
+                    if not self._stop.is_set():
+                        raise DockerError("the event stream ended (dockerd stopped?)")
+                except Exception as exc:  # noqa: BLE001 - requests', urllib3's, a bad document: all mean "again"
+                    if self._stop.is_set():
+                        break
+                    text = str(exc) if isinstance(exc, DockerError) else f"{type(exc).__name__}: {exc}"
+                    if not os.path.exists(self.socket_path):
+                        text, delay = f"no socket {self.socket_path} (dockerd not running)", 0.0
+                    else:
+                        delay = min(self.max_backoff, max(0.5, delay * 2))
+                    self._set({})
+                    self._state(False, text)
+                finally:
+                    with self._lock:
+                        self._apis = []
+                    stream_api.close()
+                    api.close()
                 if not self._stop.is_set():
-                    raise DockerError("the event stream ended (dockerd stopped?)")
-            except Exception as exc:  # noqa: BLE001 - requests', urllib3's, a bad document: all mean "again"
-                if self._stop.is_set():
-                    break
-                text = str(exc) if isinstance(exc, DockerError) else f"{type(exc).__name__}: {exc}"
-                if self.connected or self.why != text:
-                    log.info("live reload: dockerd not followed: %s", text)
-                self.connected, self.why = False, text
-                self._set({})
-                self.on_change()
-                delay = min(self.max_backoff, max(0.5, delay * 2))
-            finally:
-                with self._lock:
-                    self._apis = []
-                stream_api.close()
-                api.close()
-            self._stop.wait(delay)
+                    self._wait(delay or None)
+        finally:
+            if self._pipe is not None:
+                for fd in self._pipe:
+                    os.close(fd)
+                self._pipe = None
+
+    def _wait(self, timeout: Optional[float]) -> None:  # pragma: no mutate block
+        """Until the socket's directory changes (the socket made, replaced or
+        removed), stop(), or timeout seconds (None: no timer)."""
+        from inotify_simple import INotify, flags
+
+        ino = INotify()
+        try:
+            watched = os.path.dirname(self.socket_path) or "/"
+            while not os.path.isdir(watched) and watched != os.path.dirname(watched):
+                watched = os.path.dirname(watched)
+            mask = (flags.CREATE | flags.MOVED_TO | flags.DELETE | flags.MOVED_FROM | flags.ATTRIB
+                    | flags.DELETE_SELF | flags.MOVE_SELF)
+            try:
+                ino.add_watch(watched, mask)
+            except OSError:
+                timeout = timeout or self.max_backoff  # no watch: fall back to the backoff
+            if timeout is None and os.path.exists(self.socket_path):
+                return  # made while the watch was being set up
+            poller = select.poll()
+            poller.register(ino.fileno(), select.POLLIN)
+            assert self._pipe is not None
+            poller.register(self._pipe[0], select.POLLIN)
+            poller.poll(None if timeout is None else int(timeout * 1000))
+        finally:
+            ino.close()
 
     def _event(self, line: bytes, api: Any) -> None:
         try:
