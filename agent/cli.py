@@ -308,7 +308,10 @@ def _cmd_watch(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     listed = [normalize(p) for p in paths]
     if args.verb == "add":
         if path in listed:
-            print(f"moby-agent watch: {printable(path)} is already watched (watch add)", file=sys.stderr)
+            # Still a reload: a root left unwatched (no change notify then) is tried again.
+            print(f"moby-agent watch: {printable(path)} is already added; the agent tries it again",
+                  file=sys.stderr)
+            _signal_agent(args, _read_status(args, conf), signal.SIGHUP)
             return 0
         why = _watch_refusal(args, path)
         if why is not None:

@@ -198,7 +198,7 @@ def test_watch_add_takes_one_spelling_of_a_shared_directory_only(tmp_path):
         r = cli(tmp_path, "watch", "add", spelling)
         assert r.returncode == 0, r.stderr
     assert cli(tmp_path, "watch", "list").stdout == "/C/src\n"
-    assert "already watched" in cli(tmp_path, "watch", "add", "//C//src/").stderr
+    assert "already added" in cli(tmp_path, "watch", "add", "//C//src/").stderr
     for path, words in (("/etc", "/etc is not on a shared drive (shared drives: /C, /c)"),
                         ("/Cx", "/Cx is not on a shared drive"),
                         ("/C/nothing", "/C/nothing does not exist"),
