@@ -258,6 +258,8 @@ def _check(conf: AgentConfig, where: str) -> None:
     if conf.watch.notify not in NOTIFY_MODES:
         raise ConfigError(f"{where}: watch.notify: expected one of {', '.join(NOTIFY_MODES)}, "
                           f"got {printable(conf.watch.notify)!r}")
+    if conf.watch.notify == "rescan" and conf.watch.rescan_seconds <= 0:
+        raise ConfigError(f"{where}: watch.notify: \"rescan\" needs watch.rescan_seconds above 0")
     for i, name in enumerate(conf.watch.skip):
         if not name or "/" in name or name in (".", "..") or not name.isprintable():
             raise ConfigError(f"{where}: watch.skip[{i}]: expected a directory name, got {printable(name)!r}")

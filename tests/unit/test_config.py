@@ -39,6 +39,7 @@ def test_values_are_read():
         ("log_level = 'loud'", "log_level: expected one of"),
         ("[watch]\nfollow_containers = 1", "watch.follow_containers: expected true or false, got 1"),
         ("[watch]\nnotify = 'names'", "watch.notify: expected one of auto, notify, rescan, got 'names'"),
+        ("[watch]\nnotify = 'rescan'", 'watch.notify: "rescan" needs watch.rescan_seconds above 0'),
         ("[retry]\nmin_seconds = 10\nmax_seconds = 1", "min_seconds <= max_seconds"),
         ("[kvp]\npool_dir = 'relative'", "kvp.pool_dir: expected an absolute path"),
         ("[kvp", "not valid TOML"),
