@@ -500,6 +500,9 @@ class ShareWatcher:
                         unsupported += 1
                         if unsupported >= 3:
                             words = unsupported_words(exc.errno)
+                            if exc.errno in NO_SUCH_IOCTL:  # the kernel's: for every directory
+                                self.stats.notify = f"none: {words}" + (
+                                    f"; rescanned every {self.rescan_seconds:g} s" if self.rescan_seconds > 0 else "")
                             if self.rescan_seconds <= 0:
                                 self.stats.why = f"{path}: change notify not available: {words}; not watched"
                                 self.stats.dropped += 1

@@ -152,3 +152,24 @@ def test_no_change_notify_is_said_in_plain_words(share, monkeypatch, err, words)
     w = start()
     wait_for(lambda: w.stats.why is not None and "not watched" in w.stats.why)
     assert f"/C: change notify not available: {words}" in w.stats.why
+    # The kernel's lack is every directory's: the status's notify line says it too.
+    assert w.stats.notify.startswith("none: ") == (err == errno.ENOTTY)
+
+
+@pytest.mark.parametrize("notify, level", [
+    ("CIFS_IOC_NOTIFY (no names: each reply is followed by a rescan)", "OK"),
+    ("none: this kernel has no SMB change notify (CIFS_IOC_NOTIFY needs Linux 5.6, CIFS_IOC_NOTIFY_INFO 6.1; "
+     "Inappropriate ioctl for device)", "WARN"),
+])
+def test_doctor_says_how_changes_are_heard(tmp_path, monkeypatch, notify, level):
+    import json
+
+    from agent import doctor, status
+    from agent.agentconfig import AgentConfig
+
+    (tmp_path / "run" / "moby-agent").mkdir(parents=True)
+    (tmp_path / "run" / "moby-agent" / "status.json").write_text(json.dumps(
+        {"pid": 42, "state": "running", "capabilities": {}, "watch": {"roots": ["/c"], "notify": notify}}))
+    monkeypatch.setattr(status, "running_pid", lambda doc, root: 42)
+    checks = [c for c in doctor.Doctor(AgentConfig(), str(tmp_path)).agent() if c.name == "watch-notify"]
+    assert [(c.level, c.text) for c in checks] == [(level, notify)]
