@@ -96,16 +96,12 @@ def event_of(doc: object) -> Optional[Tuple[str, str]]:
 
 def shared_drives(entries: Iterable[Any]) -> Dict[str, str]:
     """The shared drives in the mount table (mountinfo entries): each cifs
-    mount point and alias -> the path the watcher uses for it (the first
-    mounted of those showing the same files: /C, the alias of /c, is /c)."""
-    canonical: Dict[Tuple[str, str], str] = {}
-    out: Dict[str, str] = {}
-    for e in entries:
-        if e.fstype != "cifs" or normalize(e.target) != e.target:
-            continue
-        first = canonical.setdefault((e.dev, e.root), e.target)
-        out.setdefault(e.target, first)
-    return out
+    mount point and alias -> the path the watcher uses for it (the last
+    mounted of those showing the same files: the alias, /C, for /c and /C,
+    the spelling Docker's paths use)."""
+    cifs = [e for e in entries if e.fstype == "cifs" and normalize(e.target) == e.target]
+    canonical: Dict[Tuple[str, str], str] = {(e.dev, e.root): e.target for e in cifs}
+    return {e.target: canonical[(e.dev, e.root)] for e in cifs}
 
 
 def on_drive(path: str, drives: Mapping[str, str]) -> Optional[str]:

@@ -68,9 +68,9 @@ def test_the_shared_drives_are_the_cifs_mounts_and_an_alias_is_its_mount_point()
                             "41 22 0:40 / /C rw - cifs //10.0.75.1/c rw\n"
                             "42 22 0:41 / /Database rw - 9p db rw\n")
     drives = shared_drives(table)
-    assert drives == {"/c": "/c", "/C": "/c"}
-    assert on_drive("/C/src", drives) == "/c/src"
-    assert on_drive("/C", drives) == "/c"
+    assert drives == {"/c": "/C", "/C": "/C"}
+    assert on_drive("/c/src", drives) == "/C/src"
+    assert on_drive("/C", drives) == "/C"
     assert on_drive("/Cx/src", drives) is None and on_drive("/Database/x", drives) is None
 
 
