@@ -269,10 +269,15 @@ class ContainerFollower:
         return Container(c.id, c.name, kept)
 
     def _run(self) -> None:  # pragma: no mutate block
-        from agent.settings.dockerapi import DockerAPI, DockerError
-
         delay = 0.0
         try:
+            while not self._stop.is_set() and not os.path.exists(self.socket_path):
+                # Before dockerd's first start (the agent starts before it):
+                # requests is imported only once there is a socket to ask.
+                self._state(False, f"no socket {self.socket_path} (dockerd not running)")
+                self._wait(None)
+            from agent.settings.dockerapi import DockerAPI, DockerError
+
             while not self._stop.is_set():
                 stream_api = DockerAPI(self.socket_path, timeout=5.0)
                 api = DockerAPI(self.socket_path, timeout=5.0)
