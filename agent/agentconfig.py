@@ -91,6 +91,7 @@ class WatchConfig:
     rescan_seconds: float = 0.0
     follow_containers: bool = True
     notify: str = "auto"
+    tree: bool = False
 
 
 NOTIFY_MODES = ("auto", "notify", "rescan")

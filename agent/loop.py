@@ -186,7 +186,8 @@ class Agent:
             # under_dir: a root that is a symlink is followed inside --root, never out of it.
             self.share_watcher = ShareWatcher(self.conf.watch.skip, self.conf.watch.max_dirs,
                                               lambda p: under_dir(self.root, p), self._poke,
-                                              self.conf.watch.rescan_seconds, self.conf.watch.notify)
+                                              self.conf.watch.rescan_seconds, self.conf.watch.notify,
+                                              self.conf.watch.tree)
         self.share_watcher.set_roots(roots, retry)
 
     def _follow(self, wanted: bool) -> None:

@@ -11,6 +11,7 @@ ShareWatcher), in this process, with the agent's defaults (watch.skip:
 usage (in the guest):
   python3 bench/livereload_scale.py /C/bench --make --dirs 5000 --files 50000
   python3 bench/livereload_scale.py /C/bench               # the tree already there
+  python3 bench/livereload_scale.py /C/bench --tree        # watch.tree: one request for the tree
   python3 bench/livereload_scale.py /tmp/x --make --stand-in
       # anywhere: each watch thread blocks in a read() of a pipe instead of the
       # cifs ioctl (the Python side's cost: threads, RSS, start-up), no server
@@ -90,7 +91,7 @@ def stand_in() -> None:
     r, _w = os.pipe()
     buf = ctypes.create_string_buffer(1)
 
-    def blocked(fd: int):
+    def blocked(fd: int, tree: bool = False):
         libc.read(r, buf, 1)
         return []
 
@@ -108,6 +109,7 @@ def main() -> None:
     ap.add_argument("--idle", type=float, default=10.0, help="seconds of idle CPU measured")
     ap.add_argument("--timeout", type=float, default=120.0)
     ap.add_argument("--stand-in", action="store_true", help="no cifs: threads block on a pipe")
+    ap.add_argument("--tree", action="store_true", help="watch.tree: one WATCH_TREE request per root")
     args = ap.parse_args()
     top = Path(args.path)
     if args.make:
@@ -124,7 +126,7 @@ def main() -> None:
     rss0, kstack0, slab0 = rss_kib(), meminfo("KernelStack"), meminfo("Slab")
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
-    w = ShareWatcher(SKIPPED, args.max_dirs)
+    w = ShareWatcher(SKIPPED, args.max_dirs, tree=args.tree)
     w.set_roots([str(top)])
     deadline = t0 + args.timeout
     while w.stats.directories < expected and time.monotonic() < deadline:
@@ -150,6 +152,7 @@ def main() -> None:
         "idle_cpu_seconds": round(idle_cpu, 3),
         "idle_seconds": args.idle,
         "stack_kib": args.stack_kib or "default",
+        "tree": args.tree,
         "why": w.stats.why,
     }
     for k, v in figures.items():

@@ -83,7 +83,7 @@ def parse_notify(data: bytes) -> List[Tuple[int, str]]:
 _LIBC: Optional[ctypes.CDLL] = None
 
 
-def wait_for_change(fd: int) -> List[Tuple[int, str]]:  # pragma: no mutate block
+def wait_for_change(fd: int, tree: bool = False) -> List[Tuple[int, str]]:  # pragma: no mutate block
     """Block in the server until something in the directory changes.
 
     Through ctypes, which releases the GIL for the call: every watched
@@ -92,7 +92,7 @@ def wait_for_change(fd: int) -> List[Tuple[int, str]]:  # pragma: no mutate bloc
     if _LIBC is None:
         _LIBC = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(_HEADER.size + DATA_LEN)
-    _HEADER.pack_into(buf, 0, COMPLETION_FILTER, False, DATA_LEN)
+    _HEADER.pack_into(buf, 0, COMPLETION_FILTER, tree, DATA_LEN)
     if _LIBC.ioctl(fd, ctypes.c_ulong(CIFS_IOC_NOTIFY_INFO), buf) < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -100,13 +100,13 @@ def wait_for_change(fd: int) -> List[Tuple[int, str]]:  # pragma: no mutate bloc
     return parse_notify(buf.raw[_HEADER.size : _HEADER.size + min(length, DATA_LEN)])
 
 
-def wait_for_notify(fd: int) -> List[Tuple[int, str]]:  # pragma: no mutate block
+def wait_for_notify(fd: int, tree: bool = False) -> List[Tuple[int, str]]:  # pragma: no mutate block
     """CIFS_IOC_NOTIFY (Linux 5.6 to 6.0): blocks the same way, returns no
     names (the rescan after it finds what changed)."""
     global _LIBC
     if _LIBC is None:
         _LIBC = ctypes.CDLL(None, use_errno=True)
-    buf = ctypes.create_string_buffer(_NOTIFY.pack(COMPLETION_FILTER, False), _NOTIFY.size)
+    buf = ctypes.create_string_buffer(_NOTIFY.pack(COMPLETION_FILTER, tree), _NOTIFY.size)
     if _LIBC.ioctl(fd, ctypes.c_ulong(CIFS_IOC_NOTIFY), buf) < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
@@ -121,6 +121,23 @@ def named_files(records: Iterable[Tuple[int, str]]) -> List[str]:
         if action in NAMED_ACTIONS and name and "/" not in name and "\\" not in name and name not in out:
             out.append(name)
     return out
+
+
+def named_in_tree(records: Iterable[Tuple[int, str]]) -> Optional[Dict[str, List[str]]]:
+    """A tree watch's reply -> {directory relative to the root ('' for the
+    root): [names added, modified or renamed to]}, with every directory a
+    change was reported in (removals too) as a key. None when the reply
+    named nothing (the server's buffer overflowed, or CIFS_IOC_NOTIFY):
+    every directory is to be rescanned."""
+    out: Dict[str, List[str]] = {}
+    for action, name in records:
+        parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+        if not parts:
+            continue
+        names = out.setdefault("/".join(parts[:-1]), [])
+        if action in NAMED_ACTIONS and parts[-1] not in names:
+            names.append(parts[-1])
+    return out or None
 
 
 def unsupported_words(err: int) -> str:
@@ -292,8 +309,13 @@ class ShareWatcher:
 
     def __init__(self, skip: Iterable[str], max_dirs: int, under: Callable[[str], str] = lambda p: p,
                  on_activity: Callable[[], None] = lambda: None, rescan_seconds: float = 0.0,
-                 notify: str = "auto") -> None:
+                 notify: str = "auto", tree: bool = False) -> None:
         self.rescan_seconds = rescan_seconds  # > 0: poll directories whose server has no change notify
+        # One request per root (WATCH_TREE) instead of one per directory:
+        # its subdirectories are kept as listings, rescanned when the reply
+        # names them (agent.toml's watch.tree; Windows servers honour it).
+        self.tree = tree
+        self._snaps: Dict[str, Snapshot] = {}  # tree mode: each subdirectory's last listing
         # Which ioctl: "info" (names) until the kernel says it has none,
         # then "notify" (5.6); "rescan": none (agent.toml's watch.notify).
         self.mode = {"auto": "info", "notify": "notify"}.get(notify, "rescan")
@@ -325,6 +347,8 @@ class ShareWatcher:
                 watch.cancelled.wait(self.rescan_seconds)
                 return []
             try:
+                if self.tree:
+                    return wait_for_change(fd, True) if mode == "info" else wait_for_notify(fd, True)
                 return wait_for_change(fd) if mode == "info" else wait_for_notify(fd)
             except OSError as exc:
                 if mode != "info" or exc.errno not in NO_SUCH_IOCTL:
@@ -374,6 +398,7 @@ class ShareWatcher:
                 return
             watch = self._dirs[path] = _Watch()
             self.stats.directories = len(self._dirs)
+            passive = self.tree and path not in self.stats.roots
         self.on_activity()
         # The local watch first: the guest's changes from now on are known,
         # and so are the chmods of a new directory's files (_reemit_tree).
@@ -381,6 +406,9 @@ class ShareWatcher:
             self.local.add(path, self.under(path))
         except OSError:
             pass  # a way out of the root: _watch says so
+        if passive:
+            self._list_passive(path, made_here, watch)
+            return
         threading.Thread(target=self._watch, args=(path, made_here, watch), daemon=True,
                          name=f"watch {path}").start()
 
@@ -392,6 +420,7 @@ class ShareWatcher:
             self._dirs.pop(path).cancelled.set()
             self.stats.directories = len(self._dirs)
             self._emitted.pop(path, None)
+            self._snaps.pop(path, None)
         self.local.remove(path)
         self.on_activity()
 
@@ -486,8 +515,13 @@ class ShareWatcher:
                     self._add(os.path.join(path, name))
             while wanted():
                 named: List[str] = []
+                in_tree: Optional[Dict[str, List[str]]] = None
                 try:
-                    named = named_files(self._wait(fd, watch))
+                    records = self._wait(fd, watch)
+                    named = named_files(records)
+                    if self.tree:
+                        in_tree = named_in_tree(records)
+                        named = (in_tree or {}).get("", [])
                     if failures:
                         self._clear_why(f"{path}: ")  # answered again
                     failures = unsupported = 0
@@ -518,7 +552,13 @@ class ShareWatcher:
                         if unreachable:  # the server answers again
                             unreachable = False
                             self._clear_why(f"{path}: ")
-                        if not self._apply(path, before, after, named):
+                        changed_root = self._apply(path, before, after, named)
+                        if self.tree and path in self.stats.roots:
+                            # The settling rescans look at the same directories again.
+                            changed_root = self._rescan_tree(path, in_tree) or changed_root
+                            if in_tree is not None:  # the same directories, their names handled
+                                in_tree = {rel: [] for rel in in_tree}
+                        if not changed_root:
                             break
                         named = []
                         before = after
@@ -534,6 +574,63 @@ class ShareWatcher:
             self._remove(path, watch)
             watch.done.set()
 
+    def _list_passive(self, path: str, made_here: bool, watch: "_Watch") -> None:  # pragma: no mutate block
+        """Tree mode: a subdirectory is a listing (no thread, no request of
+        its own), and so are its subdirectories."""
+        watch.done.set()
+        try:
+            listing = snapshot(self.under(path))
+        except OSError:
+            self._remove(path, watch)
+            return
+        with self._lock:
+            if self._dirs.get(path) is not watch:
+                return
+            self._snaps[path] = listing
+        if made_here:
+            self.local.touch(path, listing)
+        for name, entry in sorted(listing.items(), key=lambda kv: -kv[1][0]):
+            if entry[2] and name not in self.skip:
+                self._add(os.path.join(path, name), made_here)
+
+    def _drop_tree(self, prefix: str) -> None:
+        """Tree mode: a directory gone, with everything listed below it."""
+        inside = prefix + "/"
+        with self._lock:
+            gone = [p for p in self._dirs if p == prefix or p.startswith(inside)]
+        for p in gone:
+            self._remove(p)
+
+    def _rescan_tree(self, root: str, named: Optional[Dict[str, List[str]]]) -> bool:
+        """Tree mode: rescan the directories a reply named (all of them when
+        it named none) and re-emit what changed; False when nothing did."""
+        with self._lock:
+            listed = [p for p in self._snaps if p.startswith(root + "/")]
+        todo: Dict[str, List[str]]
+        if named is None:
+            todo = {p: [] for p in listed}
+        else:
+            todo = {os.path.join(root, rel) if rel else root: names for rel, names in named.items()}
+        any_change = False
+        for path in sorted(todo):
+            if path == root:
+                continue  # the root's own listing is the root thread's
+            with self._lock:
+                before = self._snaps.get(path)
+            if before is None:
+                continue  # not listed (skipped, over the limit, or just gone)
+            try:
+                after = snapshot(self.under(path))
+            except (FileNotFoundError, NotADirectoryError):
+                self._drop_tree(path)
+                any_change = True
+                continue
+            with self._lock:
+                if path in self._snaps:
+                    self._snaps[path] = after
+            any_change = self._apply(path, before, after, todo[path]) or any_change
+        return any_change
+
     def _clear_why(self, *prefixes: str) -> None:
         """Forget the reported reason if it is this one (it no longer holds)."""
         if (self.stats.why or "").startswith(prefixes):
@@ -543,11 +640,12 @@ class ShareWatcher:
     def _apply(self, path: str, before: Snapshot, after: Snapshot, named: Iterable[str] = ()) -> bool:
         """Re-emit what changed between two scans, and the files the server
         named (a change the scans may not tell: same size, a cached time);
-        False when nothing did. A file whose (mtime, size) is what it was
+        False when the scans show no difference. A file whose (mtime, size) is what it was
         when last re-emitted is not re-emitted again: the server echoing the
         agent's own chmod (a Windows server reports the SET_INFO) would
         otherwise be re-emitted, echoed and re-emitted again."""
         files, new_dirs, gone = changed(before, after)
+        differ = bool(files or new_dirs or gone)  # named files alone do not keep the rescans going
         files += [n for n in named if n not in files and n in after and not after[n][2]]
         for name in files:
             if self.local.recent(path, name):
@@ -568,8 +666,11 @@ class ShareWatcher:
             if not skipped:
                 self._reemit_tree(os.path.join(path, name))
         for name in gone:
-            self._remove(os.path.join(path, name))
-        return bool(files or new_dirs or gone)
+            if self.tree:
+                self._drop_tree(os.path.join(path, name))  # and what was listed below it
+            else:
+                self._remove(os.path.join(path, name))
+        return differ
 
     def _reemit(self, path: str, name: str, seen: Optional[Tuple[int, int]] = None) -> None:
         """chmod to the current mode: IN_ATTRIB for local watchers. seen:

@@ -46,12 +46,13 @@ class FakeServer:
                 self.echoes += 1
                 self.replies.put([(3, e.name)])  # the agent's SET_INFO, reported back
 
-    def info(self, fd):
+    def info(self, fd, tree=False):
         self.calls["info"] += 1
+        self.tree = tree
         self.waiting.set()
         return self.replies.get()
 
-    def notify(self, fd):
+    def notify(self, fd, tree=False):
         self.calls["notify"] += 1
         self.waiting.set()
         self.replies.get()
@@ -76,7 +77,7 @@ def share(tmp_path, monkeypatch):
     made = []
 
     def start(**kw):
-        w = ShareWatcher([], max_dirs=10, under=lambda p: str(tmp_path) + p[len("/C"):], **kw)
+        w = ShareWatcher(kw.pop("skip", []), max_dirs=10, under=lambda p: str(tmp_path) + p[len("/C"):], **kw)
         w.local.recent = lambda path, name: False  # the fake host's writes are not the guest's
         w.set_roots(["/C"])
         made.append(w)
@@ -173,3 +174,36 @@ def test_doctor_says_how_changes_are_heard(tmp_path, monkeypatch, notify, level)
     monkeypatch.setattr(status, "running_pid", lambda doc, root: 42)
     checks = [c for c in doctor.Doctor(AgentConfig(), str(tmp_path)).agent() if c.name == "watch-notify"]
     assert [(c.level, c.text) for c in checks] == [(level, notify)]
+
+
+def test_a_tree_watch_is_one_request_for_the_whole_tree(share):
+    """watch.tree: one WATCH_TREE request on the root; the reply's relative
+    names say which directories to rescan; an empty reply (the server's
+    buffer overflowed) rescans them all."""
+    top, server, start = share
+    (top / "sub" / "deep").mkdir(parents=True)
+    (top / "sub" / "deep" / "x.js").write_text("1")
+    (top / "node_modules" / "pkg").mkdir(parents=True)
+    w = start(tree=True, skip=["node_modules", ".git"])
+    wait_for(server.waiting.is_set)
+    wait_for(lambda: w.stats.directories == 3)  # /C, sub, sub/deep; node_modules skipped
+    assert server.tree is True
+    assert [t.name for t in threading.enumerate() if t.name.startswith("watch ")] == ["watch /C"]
+    (top / "sub" / "deep" / "x.js").write_text("22")
+    server.replies.put([(3, "sub\\deep\\x.js")])
+    wait_for(lambda: w.stats.reemitted == 1)
+    (top / "sub" / "new").mkdir()
+    (top / "sub" / "new" / "n.js").write_text("n")
+    server.replies.put([(1, "sub\\new"), (1, "sub\\new\\n.js")])
+    wait_for(lambda: w.stats.directories == 4)
+    wait_for(lambda: w.stats.reemitted >= 3)  # the new directory and its file
+    (top / "sub" / "deep" / "y.js").write_text("y")
+    before = w.stats.reemitted
+    server.replies.put([])  # overflow: no names
+    wait_for(lambda: w.stats.reemitted > before)
+    import shutil
+
+    shutil.rmtree(top / "sub")
+    server.replies.put([(2, "sub")])
+    wait_for(lambda: w.stats.directories == 1)
+    assert [t.name for t in threading.enumerate() if t.name.startswith("watch ")] == ["watch /C"]
