@@ -100,6 +100,12 @@ class WatchConfig:
     max_dirs: int = 1000
     state_file: str = "/run/moby-agent/watch.json"
     rescan_seconds: float = 0.0
+    follow_containers: bool = True
+    notify: str = "auto"
+    tree: bool = False
+
+
+NOTIFY_MODES = ("auto", "notify", "rescan")
 
 
 @dataclass(frozen=True)
@@ -265,6 +271,11 @@ def _check(conf: AgentConfig, where: str) -> None:
     for i, arg in enumerate(conf.docker.restart_command[1:], 1):
         if not arg or "\0" in arg or not arg.isprintable() or len(arg) > 4096:
             raise ConfigError(f"{where}: docker.restart_command[{i}]: expected a non-empty printable argument")
+    if conf.watch.notify not in NOTIFY_MODES:
+        raise ConfigError(f"{where}: watch.notify: expected one of {', '.join(NOTIFY_MODES)}, "
+                          f"got {printable(conf.watch.notify)!r}")
+    if conf.watch.notify == "rescan" and conf.watch.rescan_seconds <= 0:
+        raise ConfigError(f"{where}: watch.notify: \"rescan\" needs watch.rescan_seconds above 0")
     for i, name in enumerate(conf.watch.skip):
         if not name or "/" in name or name in (".", "..") or not name.isprintable():
             raise ConfigError(f"{where}: watch.skip[{i}]: expected a directory name, got {printable(name)!r}")

@@ -7,7 +7,7 @@ import os
 import signal
 import sys
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from agent import __version__, agentconfig, kvp
 from agent.system import printable, read_text, under, under_dir, valid_pid
@@ -257,12 +257,43 @@ def _cmd_config(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     return 0
 
 
+def _drives(args: argparse.Namespace) -> Dict[str, str]:
+    """The shared drives in the mount table (containers.shared_drives)."""
+    from agent.livereload.containers import shared_drives
+    from agent.shares.mountinfo import parse_mountinfo
+
+    return shared_drives(parse_mountinfo(read_text(under(args.root, "/proc/self/mountinfo")) or ""))
+
+
+def _watch_refusal(args: argparse.Namespace, path: str) -> Optional[str]:
+    """Why path cannot be watched, or None: it must be on a shared drive
+    (a cifs mount or its alias in the mount table) and a directory there,
+    reached inside --root."""
+    from agent.livereload.containers import on_drive
+
+    drives = _drives(args)
+    if on_drive(path, drives) is None:
+        shared = ", ".join(sorted(drives)) or "none is mounted"
+        return (f"{path} is not on a shared drive (shared drives: {shared}); only the host's changes there "
+                "need re-emitting")
+    try:
+        real = under_dir(args.root, path)
+    except OSError as exc:  # '..' or a symlink leading out of --root
+        return f"{path}: {exc.strerror or exc}"
+    if not os.path.exists(real):
+        return f"{path} does not exist"
+    if not os.path.isdir(real):
+        return f"{path} is not a directory (watch the directory holding it)"
+    return None
+
+
 def _cmd_watch(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
+    from agent.livereload.containers import normalize
     from agent.loop import watch_list
     from agent.system import write_atomic
 
-    path = under(args.root, conf.watch.state_file)
-    paths = watch_list(path)
+    state = under(args.root, conf.watch.state_file)
+    paths = watch_list(state)
     if args.verb == "list":
         for p in list(conf.watch.shares) + paths:
             print(printable(p))
@@ -270,16 +301,47 @@ def _cmd_watch(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:
     if not args.path or not args.path.startswith("/"):
         print("moby-agent watch: give an absolute path, e.g. /C/src", file=sys.stderr)
         return 2
-    if args.verb == "add" and args.path not in paths:
-        paths.append(args.path)
-    elif args.verb == "remove" and args.path in paths:
-        paths.remove(args.path)
-    if ".." in args.path.split("/") or not args.path.isprintable():
+    path = normalize(args.path)
+    if path is None or not path.isprintable():
         print("moby-agent watch: give a plain absolute path (no '..')", file=sys.stderr)
         return 2
-    write_atomic(path, (json.dumps(paths) + "\n").encode())
+    listed = [normalize(p) for p in paths]
+    if args.verb == "add":
+        if path in listed:
+            # Still a reload: a root left unwatched (no change notify then) is tried again.
+            print(f"moby-agent watch: {printable(path)} is already added; the agent tries it again",
+                  file=sys.stderr)
+            _signal_agent(args, _read_status(args, conf), signal.SIGHUP)
+            return 0
+        why = _watch_refusal(args, path)
+        if why is not None:
+            print(f"moby-agent watch: not watched: {printable(why)}", file=sys.stderr)
+            return 1
+        paths.append(path)
+    else:
+        if path not in listed:
+            print(f"moby-agent watch: {printable(path)} is not watched: {printable(_not_added(args, conf, path))}",
+                  file=sys.stderr)
+            return 1
+        paths = [p for p in paths if normalize(p) != path]
+    write_atomic(state, (json.dumps(paths) + "\n").encode())
     _signal_agent(args, _read_status(args, conf), signal.SIGHUP)  # the running agent picks it up now
     return 0
+
+
+def _not_added(args: argparse.Namespace, conf: agentconfig.AgentConfig, path: str) -> str:
+    """What watches path if `watch add` did not: agent.toml, or containers."""
+    from agent.livereload.containers import normalize, on_drive
+
+    if path in [normalize(p) for p in conf.watch.shares]:
+        return "it is in agent.toml (watch.shares); remove it there"
+    doc = _read_status(args, conf) or {}
+    reasons = (doc.get("watch") or {}).get("reasons") or {}
+    spelled = on_drive(path, _drives(args)) or path
+    for root, whys in reasons.items():
+        if root == spelled or spelled.startswith(root.rstrip("/") + "/"):
+            return f"{root} is watched for {', '.join(whys)}, not by watch add; it is let go when they stop"
+    return "it was never added with watch add"
 
 
 def _cmd_daemon_json(args: argparse.Namespace, conf: agentconfig.AgentConfig) -> int:

@@ -176,6 +176,10 @@ class Doctor:
                 if state == "warning":
                     text += "; host-side edits there may reach no guest watcher"
             checks.append(Check(level, name, text))
+        notify = str((doc.get("watch") or {}).get("notify") or "")
+        if notify:  # how host-side changes are heard, or why they are not
+            checks.append(Check(WARN if notify.startswith(("none", "no change notify")) else OK, "watch-notify",
+                                notify))
         return checks
 
     def rc_status(self) -> Check:

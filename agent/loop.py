@@ -15,7 +15,7 @@ from agent import hub, kvp, status, system
 from agent.agentconfig import AgentConfig, ConfigError
 from agent.outcome import CAPABILITIES, Note, Outcome, Problem, capability, capability_state
 from agent.shares import health
-from agent.system import printable, remove_stale_credentials, under, under_dir, write_atomic
+from agent.system import printable, read_text, remove_stale_credentials, under, under_dir, write_atomic
 
 if TYPE_CHECKING:
     import socket
@@ -89,6 +89,11 @@ class Agent:
         self.heartbeat = time.time()
         self.drives: Dict[str, str] = {}
         self.share_watcher: Optional[Any] = None
+        # live reload: dockerd's running containers (agent/livereload/containers.py),
+        # followed by `run` only; what is watched and why.
+        self.follower: Optional[Any] = None
+        self.watch_reasons: Dict[str, Tuple[str, ...]] = {}
+        self._containers_changed = False
         self._wake_fd: Optional[int] = None
         self._watch_activity = False
         self._retry_watch = False  # set by a reload (SIGHUP, `watch add`)
@@ -157,21 +162,54 @@ class Agent:
         """Start watching the configured shared paths once they exist; after
         a reload, start again the roots that were left unwatched."""
         retry, self._retry_watch = self._retry_watch, False
+        self._containers_changed = False
         try:
             listed = watch_list(under(self.root, self.conf.watch.state_file))
         except OSError as exc:  # a path leaving --root, or not a plain file
             log.warning("watch list %s: %s", self.conf.watch.state_file, printable(exc))
             listed = []
-        roots = list(self.conf.watch.shares) + listed
+        from agent.livereload import containers
+        from agent.shares.mountinfo import parse_mountinfo
+
+        self._follow(self.conf.watch.follow_containers)
+        explicit = [(p, "agent.toml") for p in self.conf.watch.shares] + [(p, "watch add") for p in listed]
+        running = self.follower.containers() if self.follower is not None else ()
+        try:
+            table = parse_mountinfo(read_text(under(self.root, "/proc/self/mountinfo")) or "")
+        except OSError:
+            table = ()
+        self.watch_reasons = containers.watched_roots(containers.sources_of(running, explicit),
+                                                      containers.shared_drives(table), self.conf.watch.skip)
+        roots = list(self.watch_reasons)
         if not roots and self.share_watcher is None:
             return
         if self.share_watcher is None:
             from agent.livereload.watcher import ShareWatcher
 
+            # under_dir: a root that is a symlink is followed inside --root, never out of it.
             self.share_watcher = ShareWatcher(self.conf.watch.skip, self.conf.watch.max_dirs,
-                                              lambda p: under(self.root, p), self._poke,
-                                              self.conf.watch.rescan_seconds)
+                                              lambda p: under_dir(self.root, p), self._poke,
+                                              self.conf.watch.rescan_seconds, self.conf.watch.notify,
+                                              self.conf.watch.tree)
         self.share_watcher.set_roots(roots, retry)
+
+    def _follow(self, wanted: bool) -> None:
+        """Start or stop following dockerd's containers (agent.toml's
+        watch.follow_containers; `run` only: a one-off pass does not)."""
+        if wanted and self.follower is None and self._wake_fd is not None:
+            from agent.livereload.containers import ContainerFollower
+
+            self.follower = ContainerFollower(under(self.root, self.conf.docker.socket), self._on_containers,
+                                              self.root)
+            self.follower.start()
+        elif not wanted and self.follower is not None:
+            self.follower.stop()
+            self.follower = None
+
+    def _on_containers(self) -> None:
+        """From the follower's thread: the running containers changed."""
+        self._containers_changed = True
+        self._poke()
 
     def _release_watch(self, target: str) -> None:
         if self.share_watcher is not None:
@@ -187,7 +225,8 @@ class Agent:
         if self._live_reload_error:
             return Note("not watching"), (Problem("live_reload", "watch", self._live_reload_error),)
         if self.share_watcher is None:
-            return Note("no shared path to watch", active=False), ()
+            followed = f"; containers: {self.follower.describe()}" if self.follower is not None else ""
+            return Note("no shared path to watch" + followed, active=False), ()
         stats = self.share_watcher.stats.as_dict()
         roots = ", ".join(stats.get("roots") or []) or "no root yet"
         note = Note(f"{roots}: {stats.get('directories')} directories")
@@ -253,6 +292,12 @@ class Agent:
         }
         if self.share_watcher is not None and not self._live_reload_error:
             doc["watch"] = self.share_watcher.stats.as_dict()
+        if self.follower is not None and not self._live_reload_error:
+            watch = doc.setdefault("watch", {})
+            watch["containers"] = self.follower.describe()
+        if "watch" in doc:
+            # What is watched and why: the containers mounting it, `watch add`, agent.toml.
+            doc["watch"]["reasons"] = {root: list(whys) for root, whys in self.watch_reasons.items()}
         return doc
 
     def write_status(self, doc: Dict[str, Any]) -> None:
@@ -428,6 +473,13 @@ class Agent:
                     self._hup = False
                     self._reload()
                     due = True
+                if self._containers_changed and not due:
+                    self._containers_changed = False
+                    try:  # a container started or ended: its bind mounts, watched or let go now
+                        self._update_watch()
+                    except Exception as exc:  # noqa: BLE001 - as in run_pass
+                        self._live_reload_error = f"live reload failed unexpectedly ({type(exc).__name__}: {exc})"
+                        log.error("%s", self._live_reload_error, exc_info=exc)
                 if self._usr1 or self._watch_activity:
                     if self._usr1:
                         self.heartbeat = time.time()
@@ -438,6 +490,8 @@ class Agent:
             self.report(None, state="stopped")
             return 0
         finally:
+            if self.follower is not None:
+                self.follower.stop()
             watcher.close()
             if links is not None:
                 links.close()

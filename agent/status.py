@@ -108,6 +108,11 @@ def _valid(doc: object) -> Optional[Dict[str, Any]]:
     if watch and watch.get("roots") is not None and not (
             isinstance(watch["roots"], list) and all(isinstance(r, str) for r in watch["roots"])):
         return None
+    reasons = (watch or {}).get("reasons")
+    if reasons is not None and not (isinstance(reasons, dict) and all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(w, str) for w in v)
+            for k, v in reasons.items())):
+        return None
     if not isinstance(doc.get("heartbeat", 0), (int, float)):
         return None
     return doc
@@ -179,9 +184,18 @@ def describe(doc: Mapping[str, Any], alive: bool) -> Tuple[str, int]:
     watch = doc.get("watch")
     if watch:
         line = (f"  {'watch':<14} {', '.join(watch.get('roots') or []) or 'no root yet'}: "
-                f"{watch.get('directories')} directories, {watch.get('reemitted')} events re-emitted, "
-                f"{watch.get('guest_changes', 0)} guest changes not re-emitted, {watch.get('dropped')} dropped")
+                f"{watch.get('directories', 0)} directories, {watch.get('reemitted', 0)} events re-emitted, "
+                f"{watch.get('guest_changes', 0)} guest changes not re-emitted, {watch.get('dropped', 0)} dropped")
+        if watch.get("echoes"):
+            line += f", {watch['echoes']} echoes not re-emitted"
         if watch.get("why"):
             line += f"; {watch['why']}"
         lines.append(line)
+        reasons = watch.get("reasons") or {}
+        for root in sorted(reasons):
+            lines.append(f"  {'':<14} {root}: {', '.join(str(w) for w in reasons[root])}")
+        if watch.get("notify"):
+            lines.append(f"  {'':<14} change notify: {watch['notify']}")
+        if watch.get("containers"):
+            lines.append(f"  {'':<14} containers: {watch['containers']}")
     return "\n".join(lines), code

@@ -33,7 +33,13 @@ from inotify_simple import INotify, flags
 
 log = logging.getLogger("moby-agent")
 
-CIFS_IOC_NOTIFY_INFO = 0xC009CF0B  # _IOWR(0xCF, 11, struct smb3_notify_info), 9-byte header
+CIFS_IOC_NOTIFY_INFO = 0xC009CF0B  # _IOWR(0xCF, 11, struct smb3_notify_info), 9-byte header: Linux 6.1
+CIFS_IOC_NOTIFY = 0x4005CF09  # _IOW(0xCF, 9, struct smb3_notify), {u32 filter; bool tree} packed: Linux 5.6
+# What an ioctl the kernel does not have answers (cifs_ioctl's default is
+# ENOTTY): try the older one, then the rescan interval.
+NO_SUCH_IOCTL = frozenset({errno.ENOTTY, errno.EINVAL, errno.ENOSYS})
+# FILE_ACTION_ADDED, MODIFIED, RENAMED_NEW_NAME: a named file to look at.
+NAMED_ACTIONS = frozenset({1, 3, 5})
 # FILE_NOTIFY_CHANGE_FILE_NAME | DIR_NAME | ATTRIBUTES | SIZE | LAST_WRITE
 COMPLETION_FILTER = 0x1 | 0x2 | 0x4 | 0x8 | 0x10
 DATA_LEN = 4096
@@ -55,6 +61,7 @@ UNSUPPORTED = frozenset({errno.EOPNOTSUPP, errno.ENOTTY, errno.ENOSYS, errno.EIN
 UNREACHABLE = frozenset({errno.EHOSTDOWN, errno.EHOSTUNREACH, errno.ECONNREFUSED, errno.ECONNRESET,
                          errno.ECONNABORTED, errno.ETIMEDOUT, errno.ENOTCONN, errno.EAGAIN})
 _HEADER = struct.Struct("<I?I")
+_NOTIFY = struct.Struct("<I?")
 
 Snapshot = Dict[str, Tuple[int, int, bool]]  # name -> (mtime_ns, size, is_dir)
 
@@ -76,7 +83,7 @@ def parse_notify(data: bytes) -> List[Tuple[int, str]]:
 _LIBC: Optional[ctypes.CDLL] = None
 
 
-def wait_for_change(fd: int) -> List[Tuple[int, str]]:  # pragma: no mutate block
+def wait_for_change(fd: int, tree: bool = False) -> List[Tuple[int, str]]:  # pragma: no mutate block
     """Block in the server until something in the directory changes.
 
     Through ctypes, which releases the GIL for the call: every watched
@@ -85,12 +92,60 @@ def wait_for_change(fd: int) -> List[Tuple[int, str]]:  # pragma: no mutate bloc
     if _LIBC is None:
         _LIBC = ctypes.CDLL(None, use_errno=True)
     buf = ctypes.create_string_buffer(_HEADER.size + DATA_LEN)
-    _HEADER.pack_into(buf, 0, COMPLETION_FILTER, False, DATA_LEN)
+    _HEADER.pack_into(buf, 0, COMPLETION_FILTER, tree, DATA_LEN)
     if _LIBC.ioctl(fd, ctypes.c_ulong(CIFS_IOC_NOTIFY_INFO), buf) < 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err))
     (length,) = struct.unpack_from("<I", buf, 5)
     return parse_notify(buf.raw[_HEADER.size : _HEADER.size + min(length, DATA_LEN)])
+
+
+def wait_for_notify(fd: int, tree: bool = False) -> List[Tuple[int, str]]:  # pragma: no mutate block
+    """CIFS_IOC_NOTIFY (Linux 5.6 to 6.0): blocks the same way, returns no
+    names (the rescan after it finds what changed)."""
+    global _LIBC
+    if _LIBC is None:
+        _LIBC = ctypes.CDLL(None, use_errno=True)
+    buf = ctypes.create_string_buffer(_NOTIFY.pack(COMPLETION_FILTER, tree), _NOTIFY.size)
+    if _LIBC.ioctl(fd, ctypes.c_ulong(CIFS_IOC_NOTIFY), buf) < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return []
+
+
+def named_files(records: Iterable[Tuple[int, str]]) -> List[str]:
+    """The names a notify reply gives as added, modified or renamed to, in
+    this directory (a tree watch's 'sub/name' is left to the rescan)."""
+    out: List[str] = []
+    for action, name in records:
+        if action in NAMED_ACTIONS and name and "/" not in name and "\\" not in name and name not in out:
+            out.append(name)
+    return out
+
+
+def named_in_tree(records: Iterable[Tuple[int, str]]) -> Optional[Dict[str, List[str]]]:
+    """A tree watch's reply -> {directory relative to the root ('' for the
+    root): [names added, modified or renamed to]}, with every directory a
+    change was reported in (removals too) as a key. None when the reply
+    named nothing (the server's buffer overflowed, or CIFS_IOC_NOTIFY):
+    every directory is to be rescanned."""
+    out: Dict[str, List[str]] = {}
+    for action, name in records:
+        parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".", "..")]
+        if not parts:
+            continue
+        names = out.setdefault("/".join(parts[:-1]), [])
+        if action in NAMED_ACTIONS and parts[-1] not in names:
+            names.append(parts[-1])
+    return out or None
+
+
+def unsupported_words(err: int) -> str:
+    """Why there is no change notify, in plain words."""
+    if err in NO_SUCH_IOCTL:
+        return ("this kernel has no SMB change notify (CIFS_IOC_NOTIFY needs Linux 5.6, "
+                f"CIFS_IOC_NOTIFY_INFO 6.1; {os.strerror(err)})")
+    return f"the server does not offer change notify ({os.strerror(err)})"
 
 
 def snapshot(path: str) -> Snapshot:
@@ -240,27 +295,70 @@ class WatchStats:
     guest_changes: int = 0  # changes the guest made itself: its watchers saw them, not re-emitted
     dropped: int = 0
     why: Optional[str] = None
+    echoes: int = 0  # reported again with the (size, mtime) last re-emitted: not re-emitted again
+    notify: str = ""  # how changes are heard: the ioctl, or the rescan interval
 
     def as_dict(self) -> Dict[str, object]:
         return {"roots": list(self.roots), "directories": self.directories, "reemitted": self.reemitted,
-                "guest_changes": self.guest_changes, "dropped": self.dropped, "why": self.why}
+                "guest_changes": self.guest_changes, "dropped": self.dropped, "why": self.why,
+                "echoes": self.echoes, "notify": self.notify}
 
 
 class ShareWatcher:
     """Threads blocked in CIFS_IOC_NOTIFY_INFO, one per directory below the roots."""
 
     def __init__(self, skip: Iterable[str], max_dirs: int, under: Callable[[str], str] = lambda p: p,
-                 on_activity: Callable[[], None] = lambda: None, rescan_seconds: float = 0.0) -> None:
+                 on_activity: Callable[[], None] = lambda: None, rescan_seconds: float = 0.0,
+                 notify: str = "auto", tree: bool = False) -> None:
         self.rescan_seconds = rescan_seconds  # > 0: poll directories whose server has no change notify
+        # One request per root (WATCH_TREE) instead of one per directory:
+        # its subdirectories are kept as listings, rescanned when the reply
+        # names them (agent.toml's watch.tree; Windows servers honour it).
+        self.tree = tree
+        self._snaps: Dict[str, Snapshot] = {}  # tree mode: each subdirectory's last listing
+        # Which ioctl: "info" (names) until the kernel says it has none,
+        # then "notify" (5.6); "rescan": none (agent.toml's watch.notify).
+        self.mode = {"auto": "info", "notify": "notify"}.get(notify, "rescan")
+        # directory -> name -> (mtime_ns, size) of the file when last re-emitted: an echo is not re-emitted again
+        self._emitted: Dict[str, Dict[str, Tuple[int, int]]] = {}
         self.on_activity = on_activity  # called (from any thread) when the stats changed
         self.skip = set(skip)
         self.max_dirs = max_dirs
         self.under = under
-        self.stats = WatchStats()
+        self.stats = WatchStats(notify=self._mode_words())
         self._lock = threading.Lock()
         self._dirs: Dict[str, _Watch] = {}
         self._stop = threading.Event()
         self.local = LocalChanges()
+
+    def _mode_words(self) -> str:
+        if self.mode == "info":
+            return "CIFS_IOC_NOTIFY_INFO"
+        if self.mode == "notify":
+            return "CIFS_IOC_NOTIFY (no names: each reply is followed by a rescan)"
+        return f"no change notify asked for: rescanned every {self.rescan_seconds:g} s"
+
+    def _wait(self, fd: int, watch: "_Watch") -> List[Tuple[int, str]]:  # pragma: no mutate block
+        """One notify request in the kernel's ioctl; on a kernel without
+        CIFS_IOC_NOTIFY_INFO, CIFS_IOC_NOTIFY from then on."""
+        while True:
+            mode = self.mode
+            if mode == "rescan":
+                watch.cancelled.wait(self.rescan_seconds)
+                return []
+            try:
+                if self.tree:
+                    return wait_for_change(fd, True) if mode == "info" else wait_for_notify(fd, True)
+                return wait_for_change(fd) if mode == "info" else wait_for_notify(fd)
+            except OSError as exc:
+                if mode != "info" or exc.errno not in NO_SUCH_IOCTL:
+                    raise
+                if self.mode == "info":
+                    self.mode = "notify"
+                    self.stats.notify = self._mode_words()
+                    log.info("live reload: no CIFS_IOC_NOTIFY_INFO in this kernel (%s); using CIFS_IOC_NOTIFY",
+                             exc.strerror)
+                    self.on_activity()
 
     def set_roots(self, roots: Iterable[str], retry: bool = False) -> None:  # pragma: no mutate block
         """Watch these roots: start the new ones, release the ones no longer
@@ -268,7 +366,7 @@ class ShareWatcher:
         server had no change notify, or their first listing failed)."""
         roots = list(roots)
         for root in [r for r in self.stats.roots if r not in roots]:
-            self.release(root)
+            self.release(root, keep=roots)
         for root in roots:
             if root in self.stats.roots:
                 with self._lock:
@@ -277,7 +375,12 @@ class ShareWatcher:
                     self._clear_why(f"{root}: ", f"{root}/")  # the root's or a subdirectory's
                     self._add(root)
                 continue
-            if not os.path.isdir(self.under(root)):
+            try:
+                real = self.under(root)
+            except OSError as exc:  # under --root: '..', or a symlink leading out of the root
+                self.stats.why = f"{root}: {exc.strerror or exc}; not watched"
+                continue
+            if not os.path.isdir(real):
                 self.stats.why = f"{root} is not a directory (not mounted yet?)"
                 continue
             self.stats.roots.append(root)
@@ -295,10 +398,17 @@ class ShareWatcher:
                 return
             watch = self._dirs[path] = _Watch()
             self.stats.directories = len(self._dirs)
+            passive = self.tree and path not in self.stats.roots
         self.on_activity()
         # The local watch first: the guest's changes from now on are known,
         # and so are the chmods of a new directory's files (_reemit_tree).
-        self.local.add(path, self.under(path))
+        try:
+            self.local.add(path, self.under(path))
+        except OSError:
+            pass  # a way out of the root: _watch says so
+        if passive:
+            self._list_passive(path, made_here, watch)
+            return
         threading.Thread(target=self._watch, args=(path, made_here, watch), daemon=True,
                          name=f"watch {path}").start()
 
@@ -309,38 +419,52 @@ class ShareWatcher:
                 return
             self._dirs.pop(path).cancelled.set()
             self.stats.directories = len(self._dirs)
+            self._emitted.pop(path, None)
+            self._snaps.pop(path, None)
         self.local.remove(path)
         self.on_activity()
 
-    def release(self, prefix: str, timeout: float = 5.0) -> None:  # pragma: no mutate block
-        """Stop watching prefix and every directory below it, and wait (at
-        most timeout seconds) until their descriptors are closed: before an
-        unmount, which they would otherwise keep busy.
+    def release(self, prefix: str, timeout: float = 5.0, keep: Iterable[str] = ()) -> None:  # pragma: no mutate block
+        """Stop watching prefix and every directory below it (but the trees
+        of the roots in keep below it: a root below a skipped directory of
+        another), and wait (at most timeout seconds) until their descriptors
+        are closed: before an unmount, which they would otherwise keep busy.
 
         A thread blocked in the server cannot be interrupted (cifs waits
         killably); setting a directory's times to their current values makes
         the server complete its request, changing nothing."""
         inside = prefix.rstrip("/") + "/"
+        kept = [k.rstrip("/") for k in keep if k != prefix and k.startswith(inside)]
+
+        def going(p: str) -> bool:
+            return (p == prefix or p.startswith(inside)) and not any(p == k or p.startswith(k + "/") for k in kept)
+
         with self._lock:
-            gone = {p: w for p, w in self._dirs.items() if p == prefix or p.startswith(inside)}
-            self.stats.roots = [r for r in self.stats.roots if not (r == prefix or r.startswith(inside))]
+            gone = {p: w for p, w in self._dirs.items() if going(p)}
+            self.stats.roots = [r for r in self.stats.roots if not going(r)]
         for p, w in gone.items():
             self._remove(p, w)
-            threading.Thread(target=self._wake, args=(self.under(p),), daemon=True, name=f"wake {p}").start()
+            threading.Thread(target=self._wake, args=(p,), daemon=True, name=f"wake {p}").start()
         deadline = time.monotonic() + timeout
         for w in gone.values():
             w.done.wait(max(0.0, deadline - time.monotonic()))
 
-    @staticmethod
-    def _wake(real: str) -> None:  # pragma: no mutate block
+    def _wake(self, path: str) -> None:  # pragma: no mutate block
         try:
+            real = self.under(path)
             st = os.stat(real)
             os.utime(real, ns=(st.st_atime_ns, st.st_mtime_ns))
         except OSError:
             pass  # gone or unreachable: its request ends with the directory or the connection
 
     def _watch(self, path: str, made_here: bool, watch: "_Watch") -> None:  # pragma: no mutate block
-        real = self.under(path)
+        try:
+            real = self.under(path)
+        except OSError as exc:  # under --root: a way out of the root
+            self.stats.why = f"{path}: {exc.strerror or exc}; not watched"
+            self._remove(path, watch)
+            watch.done.set()
+            return
         fd = -1
 
         def wanted() -> bool:
@@ -390,8 +514,14 @@ class ShareWatcher:
                 if _entry[2] and name not in self.skip:
                     self._add(os.path.join(path, name))
             while wanted():
+                named: List[str] = []
+                in_tree: Optional[Dict[str, List[str]]] = None
                 try:
-                    wait_for_change(fd)
+                    records = self._wait(fd, watch)
+                    named = named_files(records)
+                    if self.tree:
+                        in_tree = named_in_tree(records)
+                        named = (in_tree or {}).get("", [])
                     if failures:
                         self._clear_why(f"{path}: ")  # answered again
                     failures = unsupported = 0
@@ -403,11 +533,15 @@ class ShareWatcher:
                     else:
                         unsupported += 1
                         if unsupported >= 3:
+                            words = unsupported_words(exc.errno)
+                            if exc.errno in NO_SUCH_IOCTL:  # the kernel's: for every directory
+                                self.stats.notify = f"none: {words}" + (
+                                    f"; rescanned every {self.rescan_seconds:g} s" if self.rescan_seconds > 0 else "")
                             if self.rescan_seconds <= 0:
-                                self.stats.why = f"{path}: change notify not available ({exc.strerror}); not watched"
+                                self.stats.why = f"{path}: change notify not available: {words}; not watched"
                                 self.stats.dropped += 1
                                 break
-                            self.stats.why = (f"{path}: change notify not available ({exc.strerror}); "
+                            self.stats.why = (f"{path}: change notify not available: {words}; "
                                               f"rescanned every {self.rescan_seconds:g} s")
                             watch.cancelled.wait(self.rescan_seconds)
                 # Nothing is queued between two calls: rescan until the
@@ -418,8 +552,15 @@ class ShareWatcher:
                         if unreachable:  # the server answers again
                             unreachable = False
                             self._clear_why(f"{path}: ")
-                        if not self._apply(path, before, after):
+                        changed_root = self._apply(path, before, after, named)
+                        if self.tree and path in self.stats.roots:
+                            # The settling rescans look at the same directories again.
+                            changed_root = self._rescan_tree(path, in_tree) or changed_root
+                            if in_tree is not None:  # the same directories, their names handled
+                                in_tree = {rel: [] for rel in in_tree}
+                        if not changed_root:
                             break
+                        named = []
                         before = after
                         self.on_activity()
                         time.sleep(SETTLE)
@@ -433,20 +574,86 @@ class ShareWatcher:
             self._remove(path, watch)
             watch.done.set()
 
+    def _list_passive(self, path: str, made_here: bool, watch: "_Watch") -> None:  # pragma: no mutate block
+        """Tree mode: a subdirectory is a listing (no thread, no request of
+        its own), and so are its subdirectories."""
+        watch.done.set()
+        try:
+            listing = snapshot(self.under(path))
+        except OSError:
+            self._remove(path, watch)
+            return
+        with self._lock:
+            if self._dirs.get(path) is not watch:
+                return
+            self._snaps[path] = listing
+        if made_here:
+            self.local.touch(path, listing)
+        for name, entry in sorted(listing.items(), key=lambda kv: -kv[1][0]):
+            if entry[2] and name not in self.skip:
+                self._add(os.path.join(path, name), made_here)
+
+    def _drop_tree(self, prefix: str) -> None:
+        """Tree mode: a directory gone, with everything listed below it."""
+        inside = prefix + "/"
+        with self._lock:
+            gone = [p for p in self._dirs if p == prefix or p.startswith(inside)]
+        for p in gone:
+            self._remove(p)
+
+    def _rescan_tree(self, root: str, named: Optional[Dict[str, List[str]]]) -> bool:
+        """Tree mode: rescan the directories a reply named (all of them when
+        it named none) and re-emit what changed; False when nothing did."""
+        with self._lock:
+            listed = [p for p in self._snaps if p.startswith(root + "/")]
+        todo: Dict[str, List[str]]
+        if named is None:
+            todo = {p: [] for p in listed}
+        else:
+            todo = {os.path.join(root, rel) if rel else root: names for rel, names in named.items()}
+        any_change = False
+        for path in sorted(todo):
+            if path == root:
+                continue  # the root's own listing is the root thread's
+            with self._lock:
+                before = self._snaps.get(path)
+            if before is None:
+                continue  # not listed (skipped, over the limit, or just gone)
+            try:
+                after = snapshot(self.under(path))
+            except (FileNotFoundError, NotADirectoryError):
+                self._drop_tree(path)
+                any_change = True
+                continue
+            with self._lock:
+                if path in self._snaps:
+                    self._snaps[path] = after
+            any_change = self._apply(path, before, after, todo[path]) or any_change
+        return any_change
+
     def _clear_why(self, *prefixes: str) -> None:
         """Forget the reported reason if it is this one (it no longer holds)."""
         if (self.stats.why or "").startswith(prefixes):
             self.stats.why = None
             self.on_activity()
 
-    def _apply(self, path: str, before: Snapshot, after: Snapshot) -> bool:
-        """Re-emit what changed between two scans; False when nothing did."""
+    def _apply(self, path: str, before: Snapshot, after: Snapshot, named: Iterable[str] = ()) -> bool:
+        """Re-emit what changed between two scans, and the files the server
+        named (a change the scans may not tell: same size, a cached time);
+        False when the scans show no difference. A file whose (mtime, size) is what it was
+        when last re-emitted is not re-emitted again: the server echoing the
+        agent's own chmod (a Windows server reports the SET_INFO) would
+        otherwise be re-emitted, echoed and re-emitted again."""
         files, new_dirs, gone = changed(before, after)
+        differ = bool(files or new_dirs or gone)  # named files alone do not keep the rescans going
+        files += [n for n in named if n not in files and n in after and not after[n][2]]
         for name in files:
             if self.local.recent(path, name):
                 self.stats.guest_changes += 1
+            elif self._emitted.get(path, {}).get(name) == after[name][:2]:
+                self.stats.echoes += 1
             else:
-                self._reemit(path, name)
+                self._reemit(path, name, after[name][:2])
         for name in new_dirs:
             made_here = self.local.recent(path, name)
             skipped = name in self.skip
@@ -459,11 +666,15 @@ class ShareWatcher:
             if not skipped:
                 self._reemit_tree(os.path.join(path, name))
         for name in gone:
-            self._remove(os.path.join(path, name))
-        return bool(files or new_dirs or gone)
+            if self.tree:
+                self._drop_tree(os.path.join(path, name))  # and what was listed below it
+            else:
+                self._remove(os.path.join(path, name))
+        return differ
 
-    def _reemit(self, path: str, name: str) -> None:
-        """chmod to the current mode: IN_ATTRIB for local watchers, no echo from the server."""
+    def _reemit(self, path: str, name: str, seen: Optional[Tuple[int, int]] = None) -> None:
+        """chmod to the current mode: IN_ATTRIB for local watchers. seen:
+        the file's (mtime_ns, size) in the scan, remembered once re-emitted."""
         real = os.path.join(self.under(path), name)
         try:
             st = os.lstat(real)
@@ -476,15 +687,18 @@ class ShareWatcher:
                 self.local.expect_own(path, name, -1)
                 raise
             self.stats.reemitted += 1
+            if seen is not None:
+                with self._lock:
+                    self._emitted.setdefault(path, {})[name] = seen
         except OSError:
             pass
 
     def _reemit_tree(self, path: str) -> None:
         """Files already in a directory that appeared: re-emit them too."""
         try:
-            for name, (_m, _s, is_dir) in snapshot(self.under(path)).items():
+            for name, (mtime, size, is_dir) in snapshot(self.under(path)).items():
                 if not is_dir:
-                    self._reemit(path, name)
+                    self._reemit(path, name, (mtime, size))
         except OSError:
             pass
 

@@ -1,6 +1,8 @@
 """The Docker Engine API over its unix socket, with requests."""
 
 import socket
+import threading
+import weakref
 from typing import Any, Dict, Optional
 
 import requests
@@ -34,9 +36,27 @@ class _UnixPool(urllib3.connectionpool.HTTPConnectionPool):
         super().__init__("localhost", timeout=timeout, maxsize=1)
         self._path = path
         self._timeout_s = timeout
+        self._lock = threading.Lock()
+        self.made: weakref.WeakSet[_UnixConnection] = weakref.WeakSet()
 
     def _new_conn(self) -> _UnixConnection:
-        return _UnixConnection(self._path, self._timeout_s)
+        conn = _UnixConnection(self._path, self._timeout_s)
+        with self._lock:
+            self.made.add(conn)
+        return conn
+
+    def abort(self) -> None:
+        """Shut down every connection's socket (from any thread): a read
+        blocked on one returns at once."""
+        with self._lock:
+            conns = list(self.made)
+        for conn in conns:
+            sock = getattr(conn, "sock", None)
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
 
 class _UnixAdapter(requests.adapters.HTTPAdapter):
@@ -50,6 +70,9 @@ class _UnixAdapter(requests.adapters.HTTPAdapter):
     def get_connection(self, url: Any, proxies: Any = None) -> Any:  # requests < 2.32
         return self._pool
 
+    def abort(self) -> None:
+        self._pool.abort()
+
     def close(self) -> None:
         self._pool.close()
         super().close()
@@ -61,16 +84,36 @@ class DockerAPI:
         self.timeout = timeout
         self._session = requests.Session()
         self._session.trust_env = False  # never a proxy for a local socket
-        self._session.mount("http+docker://", _UnixAdapter(socket_path, timeout))
+        self._adapter = _UnixAdapter(socket_path, timeout)
+        self._session.mount("http+docker://", self._adapter)
 
-    def _get(self, path: str) -> requests.Response:
+    def _get(self, path: str, stream: bool = False) -> requests.Response:
+        # A stream waits for its next line without a read timeout (no timer:
+        # abort() ends it).
+        timeout: Any = (self.timeout, None) if stream else self.timeout
         try:
-            r = self._session.get("http+docker://localhost" + path, timeout=self.timeout)
+            r = self._session.get("http+docker://localhost" + path, timeout=timeout, stream=stream)
         except requests.RequestException as exc:
             raise DockerError(f"no answer on {self.socket_path}: {exc}") from None
         if r.status_code != 200:
-            raise DockerError(f"GET {path}: HTTP {r.status_code}")
+            r.close()
+            raise DockerError(f"GET {path.split('?')[0]}: HTTP {r.status_code}")
         return r
+
+    def get_json(self, path: str) -> Any:
+        try:
+            return self._get(path).json()
+        except ValueError:
+            raise DockerError(f"GET {path.split('?')[0]}: not JSON") from None
+
+    def stream(self, path: str) -> requests.Response:
+        """A streaming GET (/events): the response once its headers came;
+        read it with iter_lines(chunk_size=None)."""
+        return self._get(path, stream=True)
+
+    def abort(self) -> None:
+        """End a stream being read in another thread."""
+        self._adapter.abort()
 
     def ping(self) -> bool:
         return self._get("/_ping").text.strip() == "OK"

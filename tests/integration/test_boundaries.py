@@ -305,3 +305,25 @@ def test_no_cli_command_signals_a_pid_it_has_not_confirmed(tmp_path):
     assert not [x for x in results if x[1] == "health" and x[2] == 0], results  # no heartbeat from a stranger
     got = log.read_text() if log.exists() else ""
     assert got == "", f"the canary got signals {got.split()}"
+
+
+def test_a_watched_root_under_root_never_leads_out_of_it(tmp_path):
+    """Live reload under --root (the trust boundary): a watched path that
+    is a symlink climbing out of the root is reported, never opened; one
+    pointing inside is followed there."""
+    from tests.integration.agentproc import AgentProcess
+
+    root = tmp_path / "root"
+    (root / "C" / "inside").mkdir(parents=True)
+    os.symlink("../../..", root / "C" / "up")
+    os.symlink("/C/inside", root / "C" / "link")
+    (root / "etc" / "moby-agent").mkdir(parents=True)
+    (root / "etc" / "moby-agent" / "agent.toml").write_text(
+        '[watch]\nshares = ["/C/up"]\nfollow_containers = false\n')
+    agent = AgentProcess(root)
+    try:
+        doc = agent.wait_status(lambda d: "leads out of" in ((d.get("watch") or {}).get("why") or ""))
+        assert doc["watch"]["roots"] == [] and doc["watch"]["directories"] == 0
+    finally:
+        assert agent.stop() == 0
+    assert "Traceback" not in "\n".join(agent.seen)

@@ -181,3 +181,54 @@ def test_run_once_leaves_the_credentials_of_a_running_agent_alone(tmp_path):
         assert f"pid {agent.proc.pid}" in r.stderr
     finally:
         assert agent.stop() == 0
+
+
+def _shared_c(root):
+    """A fixture root whose mount table shares /c (and its alias /C)."""
+    (root / "proc" / "self").mkdir(parents=True)
+    (root / "proc" / "self" / "mountinfo").write_text("40 1 0:40 / /c rw - cifs //10.0.75.1/c rw\n"
+                                                      "41 1 0:40 / /C rw - cifs //10.0.75.1/c rw\n")
+    (root / "C" / "src").mkdir(parents=True)
+    (root / "C" / "file.js").write_text("x")
+
+
+def test_watch_add_takes_one_spelling_of_a_shared_directory_only(tmp_path):
+    _shared_c(tmp_path)
+    for spelling in ("/C/src", "/C/src/", "//C//src", "/C/./src"):
+        r = cli(tmp_path, "watch", "add", spelling)
+        assert r.returncode == 0, r.stderr
+    assert cli(tmp_path, "watch", "list").stdout == "/C/src\n"
+    assert "already added" in cli(tmp_path, "watch", "add", "//C//src/").stderr
+    for path, words in (("/etc", "/etc is not on a shared drive (shared drives: /C, /c)"),
+                        ("/Cx", "/Cx is not on a shared drive"),
+                        ("/C/nothing", "/C/nothing does not exist"),
+                        ("/C/file.js", "/C/file.js is not a directory")):
+        r = cli(tmp_path, "watch", "add", path)
+        assert r.returncode == 1 and f"not watched: {words}" in r.stderr, (path, r.stderr)
+    r = cli(tmp_path, "watch", "add", "/C/../etc")
+    assert r.returncode == 2 and "no '..'" in r.stderr
+    assert cli(tmp_path, "watch", "list").stdout == "/C/src\n"
+
+
+def test_watch_remove_of_what_is_not_watched_says_so(tmp_path):
+    _shared_c(tmp_path)
+    assert cli(tmp_path, "watch", "add", "/C/src").returncode == 0
+    r = cli(tmp_path, "watch", "remove", "/C/other")
+    assert r.returncode == 1 and "/C/other is not watched: it was never added with watch add" in r.stderr
+    assert cli(tmp_path, "watch", "remove", "/C/src/").returncode == 0
+    assert cli(tmp_path, "watch", "list").stdout == ""
+    r = cli(tmp_path, "watch", "remove", "/C/src")
+    assert r.returncode == 1 and "is not watched" in r.stderr
+
+
+def test_watch_add_under_root_never_leaves_the_root(tmp_path):
+    _shared_c(tmp_path)
+    outside = tmp_path.parent / (tmp_path.name + "-outside")
+    outside.mkdir()
+    os.symlink("../../..", tmp_path / "C" / "up")  # climbs out of the root
+    os.symlink(str(outside), tmp_path / "C" / "abs")  # absolute: taken inside the root, where it does not exist
+    r = cli(tmp_path, "watch", "add", "/C/up")
+    assert r.returncode == 1 and "leads out of" in r.stderr, r.stderr
+    r = cli(tmp_path, "watch", "add", "/C/abs")
+    assert r.returncode == 1 and "does not exist" in r.stderr, r.stderr
+    assert cli(tmp_path, "watch", "list").stdout == ""

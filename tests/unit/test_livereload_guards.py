@@ -105,11 +105,12 @@ def test_own_chmods_counted_twice_are_counted_out_twice(tmp_path):
 
 
 def test_watch_stats_as_reported():
-    stats = WatchStats(roots=["/C/src"], directories=3, reemitted=5, guest_changes=2, dropped=1, why="limit")
+    stats = WatchStats(roots=["/C/src"], directories=3, reemitted=5, guest_changes=2, dropped=1, why="limit",
+                       echoes=4, notify="CIFS_IOC_NOTIFY_INFO")
     assert stats.as_dict() == {"roots": ["/C/src"], "directories": 3, "reemitted": 5, "guest_changes": 2,
-                               "dropped": 1, "why": "limit"}
+                               "dropped": 1, "why": "limit", "echoes": 4, "notify": "CIFS_IOC_NOTIFY_INFO"}
     assert WatchStats().as_dict() == {"roots": [], "directories": 0, "reemitted": 0, "guest_changes": 0,
-                                      "dropped": 0, "why": None}
+                                      "dropped": 0, "why": None, "echoes": 0, "notify": ""}
 
 
 def test_notify_records_at_the_edges():
@@ -172,3 +173,27 @@ def test_a_removed_local_watch_stops_counting_guest_changes(tmp_path):
     local.add("/C", str(tmp_path))
     (tmp_path / "b.js").write_text("1")
     assert local.recent("/C", "b.js") and not local.recent("/C", "")
+
+
+def test_under_root_a_watched_root_never_leads_out_of_it(tmp_path):
+    """Roots are resolved as the agent resolves them (system.under_dir): a
+    symlink climbing out of --root is refused with why; an absolute one is
+    taken inside the root."""
+    from agent.system import under_dir
+
+    root = tmp_path / "root"
+    (root / "C" / "inside").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink("../../..", root / "C" / "up")
+    os.symlink(str(outside), root / "C" / "abs")  # /…/outside, inside the root: not there
+    os.symlink("/C/inside", root / "C" / "link")
+    w = ShareWatcher([], max_dirs=10, under=lambda p: under_dir(str(root), p))
+    try:
+        w.set_roots(["/C/up"])
+        assert "leads out of" in w.stats.why and w.stats.roots == [] and w.stats.directories == 0
+        w.set_roots(["/C/abs"])
+        assert "is not a directory" in w.stats.why and w.stats.roots == []
+        assert w.under("/C/link") == str(root / "C" / "inside")
+    finally:
+        w.stop()

@@ -218,6 +218,21 @@ def test_describe_the_watch():
                                     "0 guest changes not re-emitted, 1 dropped")
 
 
+def test_describe_says_what_is_watched_and_why():
+    watch = {"roots": ["/c/src", "/c/doc"], "directories": 3, "reemitted": 1, "guest_changes": 0, "dropped": 0,
+             "echoes": 2, "notify": "CIFS_IOC_NOTIFY (no names: each reply is followed by a rescan)",
+             "reasons": {"/c/src": ["container api", "container web"], "/c/doc": ["watch add"]},
+             "containers": "following dockerd: 2 running, 2 with bind mounts"}
+    text, _ = status.describe(doc(capabilities={}, watch=watch), alive=True)
+    assert text.split("\n")[-5:] == [
+        "  watch          /c/src, /c/doc: 3 directories, 1 events re-emitted, 0 guest changes not re-emitted, "
+        "0 dropped, 2 echoes not re-emitted",
+        "                 /c/doc: watch add",
+        "                 /c/src: container api, container web",
+        "                 change notify: CIFS_IOC_NOTIFY (no names: each reply is followed by a rescan)",
+        "                 containers: following dockerd: 2 running, 2 with bind mounts"]
+
+
 def test_pool_1_items_and_the_writes_that_reach_them():
     d = {"state": "running", "version": 3, "shares": {"/d": "mounted", "/c": "waiting"}}
     wanted = status.guest_items(d)
@@ -252,6 +267,7 @@ def test_a_loaded_document_keeps_only_a_pid_and_start_time_that_may_be_used(tmp_
 @pytest.mark.parametrize("raw", [
     [1, 2], "x", {"capabilities": []}, {"capabilities": {"pool": "ok"}}, {"last_pass": 1}, {"watch": []},
     {"watch": {"roots": "/C"}}, {"watch": {"roots": ["/C", 1]}}, {"heartbeat": "now"},
+    {"watch": {"reasons": ["/C"]}}, {"watch": {"reasons": {"/C": "web"}}}, {"watch": {"reasons": {"/C": [1]}}},
 ])
 def test_a_document_of_another_shape_is_not_loaded(tmp_path, raw):
     path = tmp_path / "status.json"

@@ -169,9 +169,9 @@ def test_a_container_reads_and_writes_drive_c(docker):
     assert_services_started(guest)
 
 
-def container_events(guest, name):
+def container_events(guest, name, container="watcher"):
     out = []
-    for line in guest.docker("logs", "watcher").stdout.splitlines()[1:]:
+    for line in guest.docker("logs", container).stdout.splitlines()[1:]:
         t, n, kind = line.split(" ")
         if n == name:
             out.append((float(t), kind))
@@ -204,6 +204,54 @@ def test_a_watcher_in_a_container_hears_a_host_edit(docker):
     finally:
         guest.run(["moby-agent", "watch", "remove", "/C/src"])
         guest.docker("rm", "-f", "watcher")
+    assert_services_started(guest)
+
+
+def followed(guest, name):
+    """The watched roots that are /C/app (or /c/app, the same files) and why."""
+    reasons = status(guest).get("watch", {}).get("reasons") or {}
+    return {root: whys for root, whys in reasons.items() if root.lower() == f"/c/{name}"}
+
+
+def test_a_container_s_bind_mount_is_watched_with_no_watch_add_and_let_go_when_it_stops(docker):
+    """watch.follow_containers (on by default): `docker run -v /C/app:/app`
+    is all it takes for a watcher in the container to hear host edits;
+    removing the container lets the directory go."""
+    guest = docker
+    app = guest.share / "app"
+    (app / "lib").mkdir(parents=True, exist_ok=True)
+    (app / "app.js").write_text("v0\n")
+    guest.docker("rm", "-f", "follower")
+    assert followed(guest, "app") == {}
+    t0 = time.monotonic()
+    r = guest.docker("run", "-d", "--name", "follower", "-v", "/C/app:/app", TEST_IMAGE, "inotify-watch", "/app",
+                     timeout=120)
+    assert r.returncode == 0, r.stderr
+    try:
+        guest.wait(lambda: guest.docker("logs", "follower").stdout.startswith("ready"), timeout=30,
+                   what="the container's watcher")
+        guest.wait(lambda: any("container follower" in w for w in followed(guest, "app").values()), timeout=15,
+                   what="/C/app followed with no watch add")
+        guest.wait(lambda: status(guest).get("watch", {}).get("directories", 0) >= 2, timeout=15,
+                   what="/C/app and lib watched")
+        print(f"docker run to its bind mount watched: {time.monotonic() - t0:.2f} s")
+        shown = guest.run(["moby-agent", "status"]).stdout
+        assert "container follower" in shown and "containers: following dockerd" in shown, shown
+        time.sleep(1)
+        took = []
+        for i in range(3):
+            t0 = float(guest.run(["python3", "-c", "import time; print(time.monotonic())"]).stdout)
+            (app / "app.js").write_text(f"v{i + 1}\n")
+            seen = guest.wait(lambda: [t for t, _k in container_events(guest, "app.js", "follower") if t > t0],
+                              timeout=5, what="the host edit in the container's watcher")
+            took.append(min(seen) - t0)
+        print("host edit to the followed container's watcher: " + ", ".join(f"{t * 1000:.0f} ms" for t in took))
+        assert max(took) < 1.0, took
+    finally:
+        guest.docker("rm", "-f", "follower")
+    guest.wait(lambda: followed(guest, "app") == {}, timeout=15, what="/C/app let go")
+    watch = status(guest)["watch"]
+    assert not [r for r in watch["roots"] if r.lower() == "/c/app"], watch
     assert_services_started(guest)
 
 
