@@ -137,3 +137,23 @@ def test_running_pid_reads_the_real_proc_by_default():
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.parametrize("text", [
+    # A comment after a command, holding a quote (right after the #, after an operator).
+    ": run #it's\nDOCKER_OPTS=--debug\n",
+    ": run # it's\nDOCKER_OPTS=--debug\n",
+    ": a&# it's\nDOCKER_OPTS=--debug\n",
+    # A command's quoted word spanning lines.
+    ": 'one\nDOCKER_OPTS=--wrong'\nDOCKER_OPTS=--debug\n",
+    ": X\nDOCKER_OPTS=--debug\n",
+    # Several assignments on a line, the later ones seeing the earlier.
+    "A=1 DOCKER_OPTS=--debug\n",
+    "A=1 XOPTS=--debug DOCKER_OPTS=\"$XOPTS\"\n",
+    "A=1\tB=2  DOCKER_OPTS=\"--debug$A$B\"\n",
+    # The last line a command with a comment and no newline.
+    "DOCKER_OPTS=--debug\n: x # the end",
+    "DOCKER_OPTS=--debug\n# the end",
+])
+def test_confd_commands_comments_and_assignments_read_as_the_shell_reads_them(tmp_path, text):
+    assert daemonjson.docker_opts_from_confd(text) == sh_docker_opts(tmp_path, text)
