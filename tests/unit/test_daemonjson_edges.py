@@ -147,6 +147,8 @@ def test_running_pid_reads_the_real_proc_by_default():
     # A command's quoted word spanning lines.
     ": 'one\nDOCKER_OPTS=--wrong'\nDOCKER_OPTS=--debug\n",
     ": X\nDOCKER_OPTS=--debug\n",
+    ": DOCKER_OPTS=--wrong\nX=1\n",  # an argument, not an assignment
+    ": \"$A\" ${B} x\nDOCKER_OPTS=--debug\n",
     # Several assignments on a line, the later ones seeing the earlier.
     "A=1 DOCKER_OPTS=--debug\n",
     "A=1 XOPTS=--debug DOCKER_OPTS=\"$XOPTS\"\n",
@@ -157,3 +159,36 @@ def test_running_pid_reads_the_real_proc_by_default():
 ])
 def test_confd_commands_comments_and_assignments_read_as_the_shell_reads_them(tmp_path, text):
     assert daemonjson.docker_opts_from_confd(text) == sh_docker_opts(tmp_path, text)
+
+
+def confd(tmp_path, text, mode=0o644, uid=None):
+    path = tmp_path / "docker"
+    path.write_text(text)
+    os.chmod(path, mode)
+    if uid is not None:
+        os.chown(path, uid, -1)
+    return str(path)
+
+
+def test_a_confd_runs_in_slash_with_only_path_in_its_environment(tmp_path):
+    """OpenRC's view: the working directory /, an environment holding only PATH."""
+    assert daemonjson.evaluate_confd(confd(tmp_path, 'DOCKER_OPTS="$(pwd)"\n')) == "/"
+    path = daemonjson.evaluate_confd(confd(tmp_path, 'DOCKER_OPTS="$PATH|${HOME-unset}"\n'))
+    assert path == daemonjson._SAFE_PATH + "|unset"
+    assert set(daemonjson._SAFE_PATH.split(":")) >= {"/usr/sbin", "/usr/bin", "/sbin", "/bin"}
+
+
+def test_a_confds_undecodable_output_is_replaced_not_raised(tmp_path):
+    assert daemonjson.evaluate_confd(confd(tmp_path, "DOCKER_OPTS=\"--label=$(printf 'a\\377')\"\n")) == \
+        "--label=a\ufffd"
+
+
+def test_who_may_own_and_write_a_confd_that_is_run(tmp_path):
+    """Run: owned by root (or us), writable by its owner only (group or others
+    may read and execute it). Not run: another owner, or writable by others."""
+    text = 'DOCKER_OPTS="--debug"\n'
+    assert daemonjson.evaluate_confd(confd(tmp_path, text, 0o755)) == "--debug"
+    if os.geteuid() == 0:  # the suite runs as root (as the agent does); chown needs it
+        assert daemonjson.evaluate_confd(confd(tmp_path, text, 0o644, uid=1)) is None
+    assert daemonjson.evaluate_confd(confd(tmp_path, text, 0o664)) is None
+    assert daemonjson.evaluate_confd(confd(tmp_path, text, 0o646)) is None
