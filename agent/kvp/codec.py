@@ -202,11 +202,11 @@ def _lock(fd: int, exclusive: bool, path: str, should_stop: Optional[Callable[[]
         time.sleep(_LOCK_POLL)
 
 
-def _open_pool(path: str, flags: int, mode: int = 0o644) -> int:
+def _open_pool(path: str, flags: int, mode: int = 0o644, doing: str = "open") -> int:
     """Open a pool file without following a symlink and without blocking
     (a FIFO never hangs); it must be a regular file. Any failure is a
-    KvpError naming the file, never a traceback; a missing file raises
-    FileNotFoundError (callers treat it as empty)."""
+    KvpError naming the file ("cannot <doing>: why"), never a traceback; a
+    missing file raises FileNotFoundError (callers treat it as empty)."""
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY, mode)
     except FileNotFoundError:
@@ -220,7 +220,7 @@ def _open_pool(path: str, flags: int, mode: int = 0o644) -> int:
             why = "it is a directory"
         else:
             why = exc.strerror or str(exc)
-        raise KvpError(f"{printable(path)}: cannot open: {why}") from None
+        raise KvpError(f"{printable(path)}: cannot {doing}: {why}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
@@ -281,13 +281,11 @@ def update_pool(path: str, changes: Mapping[str, Optional[str]], create: bool = 
         if value is not None:
             check_item(key, value)
     try:
-        fd = _open_pool(path, os.O_RDWR | (os.O_CREAT if create else 0))
+        fd = _open_pool(path, os.O_RDWR | (os.O_CREAT if create else 0), doing="open for writing")
     except (FileNotFoundError, NotADirectoryError) as exc:
         if not create and isinstance(exc, FileNotFoundError):
             return False  # left to hv_kvp_daemon, which creates every pool file
         raise KvpError(f"{printable(path)}: cannot open for writing: {exc.strerror}") from None
-    except KvpError as exc:
-        raise KvpError(str(exc).replace("cannot open", "cannot open for writing", 1)) from None
     try:
         _lock(fd, True, path, should_stop, timeout)
         raw = _read_all(fd, path)

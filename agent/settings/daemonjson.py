@@ -488,7 +488,9 @@ def docker_opts_from_confd(text: str) -> str:
             m = _ASSIGNMENT.match(text, i)
         # Whatever else the statement holds (a command): skipped, word by word.
         while i < n and text[i] not in "\n;":
-            if text[i] == "#" and (i == 0 or text[i - 1] in " \t"):
+            # A word's first character (after a blank or an operator such as
+            # `&`): a comment, as the shell reads it.
+            if text[i] == "#" and (i == 0 or text[i - 1] in _WORD_END):
                 end = text.find("\n", i)
                 i = n if end < 0 else end
                 break
