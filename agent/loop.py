@@ -445,6 +445,9 @@ class Agent:
                     break
                 fds = [watcher.fileno(), rfd] + ([links.fileno()] if links else [])
                 mount_fds = [mounts.fileno()] if mounts else []
+                # select, not poll, is safe here although live reload raises the
+                # open-file limit past FD_SETSIZE: these descriptors are opened
+                # before any watch, so they stay below 1024.
                 readable, _, changed = select.select(fds, [], mount_fds, self._timeout())
                 if changed:
                     due = True

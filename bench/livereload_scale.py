@@ -30,8 +30,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from agent.livereload import watcher  # noqa: E402
-from agent.livereload.watcher import ShareWatcher  # noqa: E402
 
 SKIPPED = (".git", "node_modules")
 
@@ -87,6 +85,8 @@ def stand_in() -> None:
     ioctl's ctypes call is): the cost of the threads without a server."""
     import ctypes
 
+    from agent.livereload import watcher
+
     libc = ctypes.CDLL(None, use_errno=True)
     r, _w = os.pipe()
     buf = ctypes.create_string_buffer(1)
@@ -126,6 +126,8 @@ def main() -> None:
     rss0, kstack0, slab0 = rss_kib(), meminfo("KernelStack"), meminfo("Slab")
     cpu0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.monotonic()
+    from agent.livereload.watcher import ShareWatcher  # here: bench/livereload_guest.py needs only make_tree
+
     w = ShareWatcher(SKIPPED, args.max_dirs, tree=args.tree)
     w.set_roots([str(top)])
     deadline = t0 + args.timeout
@@ -157,7 +159,7 @@ def main() -> None:
     }
     for k, v in figures.items():
         print(f"{k}: {v}")
-    print(json.dumps(figures))
+    print(json.dumps(figures), flush=True)  # os._exit drops what stdout still buffers (a pipe)
     os._exit(0)  # the watch threads are blocked in the kernel: do not wait for them
 
 

@@ -31,10 +31,15 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from inotify_simple import INotify, flags
 
+from agent.system import raise_open_files
+
 log = logging.getLogger("moby-agent")
 
 CIFS_IOC_NOTIFY_INFO = 0xC009CF0B  # _IOWR(0xCF, 11, struct smb3_notify_info), 9-byte header: Linux 6.1
 CIFS_IOC_NOTIFY = 0x4005CF09  # _IOW(0xCF, 9, struct smb3_notify), {u32 filter; bool tree} packed: Linux 5.6
+# Descriptors kept free beyond one per watched directory: the agent's own
+# (pool watcher, sockets, the mount helper's pipes) and the snapshots' scandir.
+FD_HEADROOM = 256
 # What an ioctl the kernel does not have answers (cifs_ioctl's default is
 # ENOTTY): try the older one, then the rescan interval.
 NO_SUCH_IOCTL = frozenset({errno.ENOTTY, errno.EINVAL, errno.ENOSYS})
@@ -326,6 +331,12 @@ class ShareWatcher:
         self.max_dirs = max_dirs
         self.under = under
         self.stats = WatchStats(notify=self._mode_words())
+        # One descriptor per watched directory, plus the agent's own.
+        self.open_files = raise_open_files(max_dirs + FD_HEADROOM)
+        if self.open_files < max_dirs + FD_HEADROOM:
+            self.stats.why = (f"the open-file limit is {self.open_files} and could not be raised: about "
+                              f"{max(0, self.open_files - FD_HEADROOM)} directories can be watched, "
+                              f"not watch.max_dirs = {max_dirs}")
         self._lock = threading.Lock()
         self._dirs: Dict[str, _Watch] = {}
         self._stop = threading.Event()
@@ -496,6 +507,10 @@ class ShareWatcher:
                     if fd >= 0:
                         os.close(fd)
                         fd = -1
+                    if exc.errno == errno.EMFILE:
+                        self.stats.why = (f"{path}: Too many open files (the agent's limit is {self.open_files}, "
+                                          f"one per watched directory); not watched")
+                        return
                     if exc.errno not in UNREACHABLE:
                         self.stats.why = f"{path}: {exc.strerror}; not watched"
                         return
