@@ -301,3 +301,61 @@ def test_a_server_without_change_notify_is_reported(guest, watched):
     before = watch_status(guest)["reemitted"]
     (watched / "after-notify-back.js").write_text("x\n")
     guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=5, what="a host edit re-emitted")
+
+
+def test_the_5_6_ioctl_alone_brings_host_edits_by_rescan(guest):
+    """watch.notify = "notify": only CIFS_IOC_NOTIFY, the ioctl of Linux 5.6
+    to 6.0, whose replies name nothing. Each reply is followed by a rescan of
+    its directory, which finds what changed: a new file, an appended one, a
+    file in a subdirectory, a new subdirectory and the file in it."""
+    mount_share(guest)
+    top = guest.share / "n56"
+    (top / "lib").mkdir(parents=True, exist_ok=True)
+    (top / "app.js").write_text("v0\n")
+    old_pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
+    guest.sh("cp /etc/moby-agent/agent.toml /tmp/agent.toml.saved"
+             " && printf '[watch]\\nnotify = \"notify\"\\n' >> /etc/moby-agent/agent.toml"
+             " && rc-service moby-agent restart")
+    try:
+        guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json") or "{}").get("pid") != old_pid,
+                   timeout=20, what="the agent restarted with watch.notify = notify")
+        guest.run(["sh", "-c", "cat > /tmp/listener.py"], input=LISTENER)
+        # One listener on the top, one on lib (made before it: not followed).
+        guest.sh("(python3 /tmp/listener.py /C/n56 > /tmp/n56.log 2>&1 &);"
+                 " (python3 /tmp/listener.py /C/n56/lib > /tmp/n56lib.log 2>&1 &)")
+        guest.wait(lambda: all("ready" in (guest.read(f) or "") for f in ("/tmp/n56.log", "/tmp/n56lib.log")),
+                   timeout=20, what="the listeners")
+        _, sent = notify_requests(guest)
+        assert guest.run(["moby-agent", "watch", "add", "/C/n56"]).returncode == 0
+        guest.wait(lambda: notify_requests(guest)[1] >= sent + 2, timeout=10, what="n56 and lib asked for")
+        notify = watch_status(guest)["notify"]
+        assert notify.startswith("CIFS_IOC_NOTIFY (no names"), notify
+        assert "CIFS_IOC_NOTIFY (no names" in guest.run(["moby-agent", "status"]).stdout
+        doctor = [line for line in guest.run(["moby-agent", "doctor"]).stdout.splitlines() if "watch-notify" in line]
+        assert doctor and doctor[0].startswith("OK") and "CIFS_IOC_NOTIFY (no names" in doctor[0], doctor
+        time.sleep(1)
+
+        def edit_and_wait(what, edit, name, log="/tmp/n56.log"):
+            t0 = guest_monotonic(guest)
+            edit()
+            guest.wait(lambda: any(t > t0 and n == name for t, n in events(guest, log)), timeout=5,
+                       what=f"{what} heard by the guest's watcher")
+            took = min(t for t, n in events(guest, log) if t > t0 and n == name) - t0
+            print(f"5.6 ioctl, {what}: {took * 1000:.0f} ms")
+            assert took < 1.0, f"{what}: {took:.2f} s"
+
+        edit_and_wait("a new file", lambda: (top / "new.js").write_text("x\n"), "new.js")
+        edit_and_wait("an appended file", lambda: open(top / "app.js", "a").write("more\n"), "app.js")
+        edit_and_wait("a file in a subdirectory", lambda: (top / "lib" / "util.js").write_text("u\n"), "util.js",
+                      "/tmp/n56lib.log")
+
+        def new_subdir():
+            (top / "gen").mkdir()
+            (top / "gen" / "out.js").write_text("o\n")
+
+        edit_and_wait("a new subdirectory", new_subdir, "gen")
+        assert watch_status(guest)["notify"] == notify, "the mode changed while watching"
+    finally:
+        guest.sh("pkill -f '/tmp/listener.py /C/n56'")
+        guest.run(["moby-agent", "watch", "remove", "/C/n56"])
+        guest.sh("cp /tmp/agent.toml.saved /etc/moby-agent/agent.toml && rc-service moby-agent restart")
