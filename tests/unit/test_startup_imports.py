@@ -22,10 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Loaded only when their capability has work: the Docker API and netlink
 # libraries, OpenSSL (hashlib), inotify with ctypes.util (about 10 ms:
-# subprocess, tempfile), the socket module's enums (about 4 ms), urllib.
+# subprocess, tempfile), the socket module's enums (about 4 ms), urllib;
+# shutil (bz2, lzma: argparse asks it the terminal's width, agent/cli.py
+# only when it prints help).
 NEVER = ("requests", "pyroute2", "hashlib", "_hashlib", "inotify_simple", "ctypes", "tempfile")
 NOT_WITHOUT_WORK = ("socket", "subprocess", "urllib.parse", "agent.kvp.poolwatch", "agent.livereload.watcher",
-                    "agent.settings.dockerapi")
+                    "agent.settings.dockerapi", "shutil")
 
 PROBE = """
 import json, sys
