@@ -37,7 +37,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, Set, Tuple
 
 def _inspect_at_first_use() -> None:
     """dataclasses imports inspect (and ast, dis, opcode with it: about 20 M
-    instructions) for one call, made only for a class without a docstring.
+    instructions) for one call, made only for a class without a docstring
+    (up to Python 3.11: 3.12's reads every class's annotations with it, so
+    there the first class made loads it).
     Until one of its attributes is read, sys.modules["inspect"] is the
     module with its body not run yet: the first read runs it, in that same
     module object, as the import would have (another thread reading then
@@ -121,9 +123,22 @@ class _Placeholder:
         self.name = name
 
     def __get__(self, obj: Any, owner: Any = None) -> Any:
-        cls = owner if owner is not None else type(obj)
-        _ready(cls)
-        return getattr(cls if obj is None else obj, self.name)
+        # Found in owner's classes; or in obj's when a class is passed as the
+        # instance (inspect.signature does, from Python 3.13).
+        mro = (owner if owner is not None else type(obj)).__mro__
+        if isinstance(obj, type) and not any(c.__dict__.get(self.name) is self for c in mro):
+            mro = obj.__mro__
+        # The class holding this placeholder: super() may have begun the lookup there.
+        held = next((i for i, c in enumerate(mro) if c.__dict__.get(self.name) is self), 0)
+        _ready(mro[0])
+        for c in mro[held:]:  # the lookup again, now that the classes are made
+            if self.name in c.__dict__:
+                value = c.__dict__[self.name]
+                get = getattr(type(value), "__get__", None)
+                return value if get is None else get(value, obj, owner)
+        if obj is None:
+            raise AttributeError(f"type object {owner.__name__!r} has no attribute {self.name!r}")
+        raise AttributeError(f"{type(obj).__name__!r} object has no attribute {self.name!r}")
 
 
 _PLACEHOLDERS: Dict[str, _Placeholder] = {}
