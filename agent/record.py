@@ -22,6 +22,10 @@ class without a docstring (`dataclass` writes one from the signature, with
 inspect), one that defines its own `__init__` (nothing would mark its first
 instance) and one asking for slots (`dataclass` returns a new class then).
 
+What dataclass would refuse at the definition (a non-frozen class deriving
+from a frozen one, a field without a default after one with) it refuses at
+the first use: tests/unit/test_record.py makes every class of the agent.
+
 Threads: making is serialised by a lock, but an instance created in another
 thread while its own class is being made would meet object.__init__ (its
 placeholder is gone, dataclass's not yet set). The agent creates these

@@ -346,3 +346,21 @@ def test_inspect_is_loaded_at_its_first_use_in_the_same_module_object():
                           cwd=str(repo),
                           timeout=60)
     assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr
+
+
+def test_every_record_of_the_agent_makes():
+    """A mistake dataclass reports at definition (a non-frozen class deriving
+    from a frozen one, a field without a default after one with) is
+    reported at the class's first use: here, for every class of the agent."""
+    import importlib
+    import pkgutil
+
+    import agent
+
+    for info in pkgutil.walk_packages(agent.__path__, "agent."):
+        if not info.name.endswith(".__main__"):
+            importlib.import_module(info.name)
+    for cls in list(record._pending):
+        record._ready(cls)
+        assert dataclasses.is_dataclass(cls) and made(cls)
+    assert not record.pending()
