@@ -110,7 +110,7 @@ else:
 _ABSENT = object()
 # What dataclass() may set on a class.
 _MADE = ("__init__", "__repr__", "__eq__", "__hash__", "__setattr__", "__delattr__", "__lt__", "__le__", "__gt__",
-         "__ge__", "__match_args__", "__dataclass_fields__", "__dataclass_params__")
+         "__ge__", "__match_args__", "__replace__", "__dataclass_fields__", "__dataclass_params__")
 _lock = threading.RLock()
 # class -> (dataclass's arguments, {name: what its placeholder hides, _ABSENT for nothing})
 _pending: Dict[type, Tuple[Dict[str, Any], Dict[str, Any]]] = {}
