@@ -10,10 +10,11 @@ import ipaddress
 import math
 import sys
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, List, Mapping, Tuple, Union
 
 from agent.lazyre import LazyPattern, lazy
+from agent.record import dataclass
 from agent.shares.items import FORBIDDEN, Limits, ShareError, compile_pattern
 from agent.system import UnsafePath, printable, read_bytes_safely
 

@@ -7,69 +7,139 @@ import os
 import signal
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
+import agent.record  # noqa: F401 - before any import of dataclasses: inspect is loaded at its first use
 from agent import __version__, agentconfig, kvp
 from agent.system import printable, read_text, under, under_dir, valid_pid
 
 log = logging.getLogger("moby-agent")
 
 
+class _Formatter(argparse.HelpFormatter):
+    """argparse's, asking the terminal's width only when it formats text:
+    add_argument makes one to check each argument, and asking imports shutil
+    (bz2, lzma, fnmatch: about 8 M instructions at every start)."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: Optional[int] = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position, 0 if width is None else width)
+        if width is None:  # what HelpFormatter sets from the width, set at the first read (__getattr__)
+            del self._width, self._max_help_position
+            self._wanted_position = max_help_position
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in ("_width", "_max_help_position") or "_wanted_position" not in self.__dict__:
+            raise AttributeError(name)
+        import shutil
+
+        width = shutil.get_terminal_size().columns - 2
+        self._width = width
+        self._max_help_position = min(self._wanted_position, max(width - 20, self._indent_increment * 2))
+        return self.__dict__[name]
+
+
+class _Later:
+    """A command's parser, made when that command is parsed (argparse's
+    parser_class for add_subparsers): making the 13 commands' parsers, a help
+    formatter for every argument, cost about 12 M instructions at every
+    start. add_parser(name, help=..., fill=f): f adds the arguments."""
+
+    def __init__(self, fill: Callable[[argparse.ArgumentParser], object] = lambda parser: None,
+                 **kwargs: Any) -> None:
+        self._fill = fill
+        self._kwargs = kwargs
+        self._parser: Optional[argparse.ArgumentParser] = None
+
+    def made(self) -> argparse.ArgumentParser:
+        if self._parser is None:
+            parser = argparse.ArgumentParser(formatter_class=_Formatter, **self._kwargs)
+            self._fill(parser)
+            self._parser = parser
+        return self._parser
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.made(), name)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="moby-agent", description="The guest agent of the Docker for Windows VM.")
+    p = argparse.ArgumentParser(prog="moby-agent", description="The guest agent of the Docker for Windows VM.",
+                                formatter_class=_Formatter)
     p.add_argument("--version", action="version", version=f"moby-agent {__version__}")
     p.add_argument("--root", default="/", help="resolve every absolute path under DIR (default /)")
     p.add_argument("--config", default=agentconfig.DEFAULT_PATH,
                    help=f"the agent's config (default {agentconfig.DEFAULT_PATH})")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    later: Any = _Later  # not an ArgumentParser to typeshed; made into one when used
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=later)
     sub.required = True
 
-    run = sub.add_parser("run", help="run the agent in the foreground")
-    run.add_argument("--once", action="store_true", help="run one pass and exit (non-zero if an action failed)")
+    sub.add_parser("run", help="run the agent in the foreground", fill=lambda run: run.add_argument(
+        "--once", action="store_true", help="run one pass and exit (non-zero if an action failed)"))
 
-    plan = sub.add_parser("plan", help="observe and plan; print the actions without applying them")
-    plan.add_argument("--json", action="store_true")
+    sub.add_parser("plan", help="observe and plan; print the actions without applying them",
+                   fill=lambda plan: plan.add_argument("--json", action="store_true"))
 
-    st = sub.add_parser("status", help="what the running agent reports")
-    st.add_argument("--json", action="store_true")
+    sub.add_parser("status", help="what the running agent reports",
+                   fill=lambda st: st.add_argument("--json", action="store_true"))
 
-    health = sub.add_parser("health", help="ask the running agent's loop for a heartbeat (the OpenRC healthcheck)")
-    health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
-    health.add_argument("--first-pass", action="store_true",
-                        help="wait until the running agent has finished its first pass (OpenRC's start_post: "
-                             "daemon.json is rendered before docker starts); no signal is sent")
+    def health(health: argparse.ArgumentParser) -> None:
+        health.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS")
+        health.add_argument("--first-pass", action="store_true",
+                            help="wait until the running agent has finished its first pass (OpenRC's start_post: "
+                                 "daemon.json is rendered before docker starts); no signal is sent")
 
-    cfg = sub.add_parser("config", help="read the host's configuration database (mobyconfig)")
-    cfg.add_argument("verb", choices=["get", "exists", "dir", "path", "find", "set"])
-    cfg.add_argument("key", nargs="?", default="")
-    cfg.add_argument("value", nargs="?")
+    sub.add_parser("health", help="ask the running agent's loop for a heartbeat (the OpenRC healthcheck)",
+                   fill=health)
 
-    watch = sub.add_parser("watch", help="re-emit host-side changes in a shared path to the guest's watchers")
-    watch.add_argument("verb", choices=["add", "remove", "list"])
-    watch.add_argument("path", nargs="?")
+    def cfg(cfg: argparse.ArgumentParser) -> None:
+        cfg.add_argument("verb", choices=["get", "exists", "dir", "path", "find", "set"])
+        cfg.add_argument("key", nargs="?", default="")
+        cfg.add_argument("value", nargs="?")
+
+    sub.add_parser("config", help="read the host's configuration database (mobyconfig)", fill=cfg)
+
+    def watch(watch: argparse.ArgumentParser) -> None:
+        watch.add_argument("verb", choices=["add", "remove", "list"])
+        watch.add_argument("path", nargs="?")
+
+    sub.add_parser("watch", help="re-emit host-side changes in a shared path to the guest's watchers", fill=watch)
 
     sub.add_parser("daemon-json", help="print the daemon.json the agent would write (or why it would not)")
 
     sub.add_parser("doctor", help="check what the agent depends on; OK / WARN / FAIL, exit 1 on any FAIL")
 
-    kv = sub.add_parser("kvp", help="read and write KVP pool items")
-    kvs = kv.add_subparsers(dest="kvp_command", metavar="SUBCOMMAND")
-    kvs.required = True
-    dump = kvs.add_parser("dump", help="the items of a pool, in file order")
-    dump.add_argument("--pool", type=int, default=0)
-    dump.add_argument("--json", action="store_true")
-    dump.add_argument("--show-secrets", action="store_true", help="show passwords instead of ***")
-    get = kvs.add_parser("get", help="one item's value")
-    get.add_argument("key")
-    get.add_argument("--pool", type=int, default=0)
-    get.add_argument("--show-secrets", action="store_true")
-    put = kvs.add_parser("set", help=f"set an item in pool {kvp.GUEST_POOL} (the guest's pool)")
-    put.add_argument("key")
-    put.add_argument("value")
-    put.add_argument("--pool", type=int, default=kvp.GUEST_POOL)
-    delete = kvs.add_parser("delete", help=f"delete an item from pool {kvp.GUEST_POOL}")
-    delete.add_argument("key")
-    delete.add_argument("--pool", type=int, default=kvp.GUEST_POOL)
+    def kv(kv: argparse.ArgumentParser) -> None:
+        kvs = kv.add_subparsers(dest="kvp_command", metavar="SUBCOMMAND", parser_class=later)
+        kvs.required = True
+
+        def dump(dump: argparse.ArgumentParser) -> None:
+            dump.add_argument("--pool", type=int, default=0)
+            dump.add_argument("--json", action="store_true")
+            dump.add_argument("--show-secrets", action="store_true", help="show passwords instead of ***")
+
+        kvs.add_parser("dump", help="the items of a pool, in file order", fill=dump)
+
+        def get(get: argparse.ArgumentParser) -> None:
+            get.add_argument("key")
+            get.add_argument("--pool", type=int, default=0)
+            get.add_argument("--show-secrets", action="store_true")
+
+        kvs.add_parser("get", help="one item's value", fill=get)
+
+        def put(put: argparse.ArgumentParser) -> None:
+            put.add_argument("key")
+            put.add_argument("value")
+            put.add_argument("--pool", type=int, default=kvp.GUEST_POOL)
+
+        kvs.add_parser("set", help=f"set an item in pool {kvp.GUEST_POOL} (the guest's pool)", fill=put)
+
+        def delete(delete: argparse.ArgumentParser) -> None:
+            delete.add_argument("key")
+            delete.add_argument("--pool", type=int, default=kvp.GUEST_POOL)
+
+        kvs.add_parser("delete", help=f"delete an item from pool {kvp.GUEST_POOL}", fill=delete)
+
+    sub.add_parser("kvp", help="read and write KVP pool items", fill=kv)
     return p
 
 

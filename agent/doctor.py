@@ -8,12 +8,12 @@ do. Network probes run only against an on-link host address and only when
 import os
 import shutil
 import subprocess
-from dataclasses import dataclass
 from typing import Callable, List, Union
 
 from agent import kvp, status
 from agent.agentconfig import AgentConfig
 from agent.outcome import Problem
+from agent.record import dataclass
 from agent.settings import database
 from agent.settings.apply import _read as read_input  # the agent's own reading of an input file
 from agent.shares.failures import Reach, probe_smb, reach_cause

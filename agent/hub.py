@@ -12,7 +12,7 @@ folder: its plan and its EXECUTORS.
 
 import logging
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Callable, Dict, FrozenSet, List, Mapping, Optional, Set, Tuple
 
 from agent import kvp
@@ -22,6 +22,7 @@ from agent.kvp.hostitems import NoteHostItems
 from agent.network import apply as network_apply
 from agent.network.plan import plan_network
 from agent.outcome import Action, ActionFailed, AfterApply, Executor, Note, Outcome, PlanPart, Problem, merge_parts
+from agent.record import dataclass
 from agent.settings import apply as settings_apply
 from agent.settings.plan import HostInputs, plan_host, text_keys
 from agent.shares import apply as shares_apply

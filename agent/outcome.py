@@ -7,8 +7,10 @@ matching message text after the fact. status.json, `moby-agent status`, the
 pool 1 items and doctor all read this model.
 """
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from agent.record import dataclass
 
 if TYPE_CHECKING:
     from agent.agentconfig import AgentConfig

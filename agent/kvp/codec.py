@@ -14,9 +14,9 @@ import fcntl
 import os
 import stat
 import time
-from dataclasses import dataclass
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from agent.record import dataclass
 from agent.system import printable
 
 KEY_SIZE = 512

@@ -7,11 +7,12 @@ them (secrets redacted) and remembers the new set.
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Tuple
 
 from agent.kvp import codec
 from agent.outcome import Action, Executor, Note, PlanPart, Problem
+from agent.record import dataclass
 from agent.system import printable
 
 if TYPE_CHECKING:

@@ -14,8 +14,9 @@ import logging
 import os
 import select
 import threading
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+
+from agent.record import dataclass
 
 log = logging.getLogger("moby-agent")
 
@@ -30,6 +31,8 @@ MAX_BACKOFF = 30.0
 
 @dataclass(frozen=True)
 class Container:
+    """A running container and the host paths it has bind-mounted."""
+
     id: str
     name: str
     sources: Tuple[str, ...]  # bind-mount sources, normalized, in mount order

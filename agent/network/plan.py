@@ -4,10 +4,10 @@ The executors (netlink, pyroute2) are in agent/network/apply.py.
 """
 
 import ipaddress
-from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Tuple
 
 from agent.outcome import Action, Note, PlanPart, Problem
+from agent.record import dataclass
 
 
 @dataclass(frozen=True)

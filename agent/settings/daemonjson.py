@@ -13,10 +13,10 @@ import os
 import shlex
 import signal
 import stat
-from dataclasses import dataclass
 from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Sequence, Tuple
 
 from agent.lazyre import lazy
+from agent.record import dataclass
 
 DEFAULTS: Dict[str, Any] = {}
 

@@ -7,11 +7,12 @@ copying etc/resolv.conf, etc/hosts, etc/sysctl.conf and etc/docker/** into
 static address is the network capability's (agent/network/plan.py).
 """
 
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Mapping, Optional, Tuple, Union
 
 from agent.network.plan import NetState
 from agent.outcome import Action, Note, PlanPart, Problem
+from agent.record import dataclass
 from agent.settings import certs, daemonjson, proxy
 from agent.settings.database import copy_mode
 

@@ -16,10 +16,10 @@ number; older versions print `mount error(112): Host is down`.
 
 import errno
 import ipaddress
-from dataclasses import dataclass
 from typing import Optional
 
 from agent.lazyre import lazy
+from agent.record import dataclass
 
 # Typed causes (Outcome.cause): what the drive state and doctor say.
 REFUSED = "credentials refused"

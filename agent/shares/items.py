@@ -12,10 +12,11 @@ Formats (facts section 3):
 
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, List, Optional, Pattern, Tuple
 
 from agent.lazyre import lazy
+from agent.record import dataclass
 
 CIFSMOUNT = "cifsmount"
 CIFSUMOUNT = "cifsumount"

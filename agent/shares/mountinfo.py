@@ -4,8 +4,9 @@ Pure: parse_mountinfo() takes the file's text; the agent and doctor both use
 it (one reading of the mount table).
 """
 
-from dataclasses import dataclass
 from typing import List, Optional, Tuple
+
+from agent.record import dataclass
 
 
 @dataclass(frozen=True)

@@ -5,11 +5,12 @@ mount table into actions and problems. The executors are in shares/apply.py.
 """
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import TYPE_CHECKING, AbstractSet, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from agent import kvp
 from agent.outcome import Action, Note, Outcome, PlanPart, Problem, first_line
+from agent.record import dataclass
 from agent.shares.failures import REFUSED, no_route_text, refused_text
 from agent.shares.items import (
     CIFSMOUNT,

@@ -22,10 +22,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 # Loaded only when their capability has work: the Docker API and netlink
 # libraries, OpenSSL (hashlib), inotify with ctypes.util (about 10 ms:
-# subprocess, tempfile), the socket module's enums (about 4 ms), urllib.
+# subprocess, tempfile), the socket module's enums (about 4 ms), urllib;
+# shutil (bz2, lzma: argparse asks it the terminal's width, agent/cli.py
+# only when it prints help); ast and dis (inspect, run at its first use:
+# agent/record.py; before Python 3.12).
 NEVER = ("requests", "pyroute2", "hashlib", "_hashlib", "inotify_simple", "ctypes", "tempfile")
 NOT_WITHOUT_WORK = ("socket", "subprocess", "urllib.parse", "agent.kvp.poolwatch", "agent.livereload.watcher",
-                    "agent.settings.dockerapi")
+                    "agent.settings.dockerapi", "shutil")
+if sys.version_info < (3, 12):  # 3.12's dataclasses reads annotations with inspect: the first class made loads it
+    NOT_WITHOUT_WORK += ("ast", "dis")
 
 PROBE = """
 import json, sys
@@ -35,16 +40,37 @@ try:
 finally:
     sys.stdout.flush()
     print("\\nMODULES " + json.dumps(sorted(sys.modules)), file=sys.stderr)
+    from agent import record
+    print("\\nPENDING " + json.dumps(sorted(record.pending())), file=sys.stderr)
 """
 
+# Records (agent/record.py) a pass with nothing to do never creates: their
+# dataclass is not made (about 4 M instructions each). Either still pending
+# or in a module not loaded.
+UNMADE = ("agent.outcome.Action", "agent.outcome.Outcome", "agent.shares.plan.DriveStep",
+          "agent.shares.plan.MountShare", "agent.shares.plan.BindAlias", "agent.shares.plan.Unmount",
+          "agent.shares.plan.RemoveDir", "agent.shares.plan.SaveShares", "agent.shares.plan.Retry",
+          "agent.shares.items.ShareSpec", "agent.shares.mountinfo.MountEntry", "agent.shares.failures.Cause",
+          "agent.shares.failures.Reach", "agent.settings.plan.WriteFile", "agent.settings.plan.RemoveFile",
+          "agent.settings.plan.ApplySysctl", "agent.settings.plan.ApplyDocker", "agent.settings.plan.MountDatabase",
+          "agent.network.plan.NetState", "agent.network.plan.SetAddress", "agent.network.plan.SetRoute",
+          "agent.kvp.hostitems.NoteHostItems", "agent.livereload.containers.Container", "agent.doctor.Check")
 
-def loaded(tmp_path, *argv):
+
+def probe(tmp_path, *argv):
     env = dict(os.environ, PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
     proc = subprocess.run([sys.executable, "-c", PROBE, "--root", str(tmp_path), *argv], env=env,
                           capture_output=True, text=True, cwd=str(tmp_path), timeout=60)
-    line = [x for x in proc.stderr.splitlines() if x.startswith("MODULES ")]
-    assert line, proc.stderr
-    return set(json.loads(line[-1][len("MODULES "):]))
+    found = {}
+    for what in ("MODULES", "PENDING"):
+        line = [x for x in proc.stderr.splitlines() if x.startswith(what + " ")]
+        assert line, proc.stderr
+        found[what] = set(json.loads(line[-1][len(what) + 1:]))
+    return found
+
+
+def loaded(tmp_path, *argv):
+    return probe(tmp_path, *argv)["MODULES"]
 
 
 @pytest.mark.parametrize("argv", [("run", "--once"), ("status",), ("plan",), ("kvp", "dump"), ("daemon-json",),
@@ -53,6 +79,17 @@ def test_a_command_with_nothing_to_do_leaves_the_heavy_modules_unloaded(tmp_path
     mods = loaded(tmp_path, *argv)
     heavy = sorted(m for m in (*NEVER, *NOT_WITHOUT_WORK) if m in mods)
     assert not heavy, f"moby-agent {' '.join(argv)} imported {heavy} (start-up: docs/benchmarks.md)"
+
+
+@pytest.mark.parametrize("argv", [("run", "--once"), ("status",), ("plan",)])
+def test_a_pass_with_nothing_to_do_makes_only_the_records_it_creates(tmp_path, argv):
+    etc = tmp_path / "etc" / "moby-agent"
+    etc.mkdir(parents=True)
+    shutil.copy(REPO / "packaging" / "agent.toml", etc / "agent.toml")
+    found = probe(tmp_path, *argv)
+    made = sorted(c for c in UNMADE if c.rsplit(".", 1)[0] in found["MODULES"] and c not in found["PENDING"])
+    assert not made, f"moby-agent {' '.join(argv)} made the dataclasses of {made} (start-up: docs/benchmarks.md)"
+    assert "agent.outcome.Action" in found["PENDING"]  # the probe sees what it should
 
 
 def test_the_installed_agent_toml_is_read_without_the_toml_parser(tmp_path):
