@@ -9,7 +9,6 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-import agent.record  # noqa: F401 - before any import of dataclasses: inspect is loaded at its first use
 from agent import __version__, agentconfig, kvp
 from agent.system import printable, read_text, under, under_dir, valid_pid
 

@@ -34,66 +34,9 @@ classes are made as they are used, which is from one thread each.
 
 For type checkers this is `dataclasses.dataclass` itself."""
 
-import sys
+import dataclasses
 import threading
-from typing import TYPE_CHECKING, Any, Dict, List, Set, Tuple
-
-
-def _inspect_at_first_use() -> None:
-    """dataclasses imports inspect (and ast, dis, opcode with it: about 20 M
-    instructions) for one call, made only for a class without a docstring
-    (up to Python 3.11: 3.12's reads every class's annotations with it, so
-    there the first class made loads it).
-    Until one of its attributes is read, sys.modules["inspect"] is the
-    module with its body not run yet: the first read runs it, in that same
-    module object, as the import would have (another thread reading then
-    waits for it), and answers."""
-    if "inspect" in sys.modules or "dataclasses" in sys.modules:
-        return
-    import importlib.util
-
-    spec = importlib.util.find_spec("inspect")
-    if spec is None or spec.loader is None:  # pragma: no cover - a Python without it
-        return
-    module = importlib.util.module_from_spec(spec)
-    loader = spec.loader
-    lock = threading.RLock()
-    state = {"loaded": False, "loading": False}
-
-    def load() -> None:
-        with lock:
-            if state["loaded"] or state["loading"]:  # loading: this thread, inside the body
-                return
-            state["loading"] = True
-            try:
-                loader.exec_module(module)
-            except BaseException:
-                if sys.modules.get("inspect") is module:
-                    del sys.modules["inspect"]
-                raise
-            finally:
-                state["loading"] = False
-            del module.__dict__["__getattr__"], module.__dict__["__dir__"]
-            state["loaded"] = True
-
-    def __getattr__(name: str) -> Any:
-        load()
-        try:
-            return module.__dict__[name]
-        except KeyError:
-            raise AttributeError(f"module 'inspect' has no attribute {name!r}") from None
-
-    def __dir__() -> List[str]:
-        load()
-        return sorted(module.__dict__)
-
-    module.__dict__.update(__getattr__=__getattr__, __dir__=__dir__)
-    sys.modules["inspect"] = module
-
-
-_inspect_at_first_use()
-
-import dataclasses  # noqa: E402 - after the above
+from typing import TYPE_CHECKING, Any, Dict, Set, Tuple
 
 if TYPE_CHECKING:
     from dataclasses import dataclass as dataclass

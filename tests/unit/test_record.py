@@ -307,50 +307,6 @@ class Picklable:
     t: Tuple[str, ...] = ()
 
 
-INSPECT_PROBE = r"""
-import sys
-import agent.record
-from agent import record
-assert "inspect" in sys.modules and "ast" not in sys.modules and "dis" not in sys.modules, sorted(sys.modules)
-import inspect
-assert sys.modules["inspect"] is inspect and "ast" not in sys.modules
-from dataclasses import dataclass as real
-
-@real(frozen=True)
-class Bare:
-    a: int
-
-assert Bare.__doc__ == "Bare(a: int)" and "ast" in sys.modules
-from inspect import isclass, signature
-assert isclass(Bare) and str(signature(Bare)) == "(a: int) -> None"
-assert inspect.__file__.endswith("inspect.py") and inspect.__doc__.startswith("Get useful information")
-assert "__getattr__" not in vars(inspect) and "signature" in dir(inspect)
-try:
-    inspect.no_such_thing
-except AttributeError as e:
-    assert str(e) == "module 'inspect' has no attribute 'no_such_thing'", e
-else:
-    raise AssertionError("no AttributeError")
-print("OK")
-"""
-
-
-def test_inspect_is_loaded_at_its_first_use_in_the_same_module_object():
-    """Run where nothing imported inspect first (pytest has): the agent's
-    start-up, as the installed wrapper runs it."""
-    import os
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    repo = Path(__file__).resolve().parents[2]
-    env = dict(os.environ, PYTHONPATH=str(repo), PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run([sys.executable, "-S", "-c", INSPECT_PROBE], env=env, capture_output=True, text=True,
-                          cwd=str(repo),
-                          timeout=60)
-    assert proc.returncode == 0 and proc.stdout.strip() == "OK", proc.stderr
-
-
 def test_every_record_of_the_agent_makes():
     """A mistake dataclass reports at definition (a non-frozen class deriving
     from a frozen one, a field without a default after one with) is

@@ -24,13 +24,10 @@ REPO = Path(__file__).resolve().parents[2]
 # libraries, OpenSSL (hashlib), inotify with ctypes.util (about 10 ms:
 # subprocess, tempfile), the socket module's enums (about 4 ms), urllib;
 # shutil (bz2, lzma: argparse asks it the terminal's width, agent/cli.py
-# only when it prints help); ast and dis (inspect, run at its first use:
-# agent/record.py; before Python 3.12).
+# only when it prints help).
 NEVER = ("requests", "pyroute2", "hashlib", "_hashlib", "inotify_simple", "ctypes", "tempfile")
 NOT_WITHOUT_WORK = ("socket", "subprocess", "urllib.parse", "agent.kvp.poolwatch", "agent.livereload.watcher",
                     "agent.settings.dockerapi", "shutil")
-if sys.version_info < (3, 12):  # 3.12's dataclasses reads annotations with inspect: the first class made loads it
-    NOT_WITHOUT_WORK += ("ast", "dis")
 
 PROBE = """
 import json, sys
