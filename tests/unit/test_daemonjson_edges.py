@@ -192,3 +192,46 @@ def test_who_may_own_and_write_a_confd_that_is_run(tmp_path):
         assert daemonjson.evaluate_confd(confd(tmp_path, text, 0o644, uid=1)) is None
     assert daemonjson.evaluate_confd(confd(tmp_path, text, 0o664)) is None
     assert daemonjson.evaluate_confd(confd(tmp_path, text, 0o646)) is None
+
+
+def session_of(pid):
+    """The session id of a live process, or None once it is gone (or a zombie)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    return None if fields[0] in ("Z", "X") else int(fields[3])
+
+
+def test_a_confd_whose_child_escapes_holding_the_pipe_is_given_up_after_the_timeout(tmp_path):
+    """The docstring's rule: the shell is killed with its process group after
+    `timeout` seconds and the file is then not taken as run (None; it is
+    read instead). A child that left the process group for a session of its
+    own (setsid) is not killed; when it holds the shell's stdout, the pipe
+    the agent reads, the agent must give up on the pipe rather than wait
+    for that child to end. (`.` runs the file with stdout on /dev/null, so
+    the child reaches for the shell's saved descriptor in /proc/$$/fd.)"""
+    pidfile = tmp_path / "pids"
+    text = ("DOCKER_OPTS=-D\n"
+            "for fd in /proc/$$/fd/*; do\n"
+            f'  if [ -p "$fd" ]; then setsid sleep 30 >"$fd" & echo $! >>{pidfile}; fi\n'
+            "done\n"
+            "wait\n")
+    path = confd(tmp_path, text)
+    try:
+        start = time.monotonic()
+        assert daemonjson.evaluate_confd(path, timeout=0.5) is None
+        elapsed = time.monotonic() - start
+        assert elapsed < 8, f"waited {elapsed:.1f} s for a child the kill could not reach"
+        # The hostile part happened: a child alive after the return, in
+        # another session than the agent's.
+        pids = [int(x) for x in pidfile.read_text().split()]
+        assert pids and all(session_of(pid) not in (None, os.getsid(0)) for pid in pids), pids
+        assert daemonjson.docker_opts_from_file(path, timeout=0.5) == "-D"
+    finally:
+        for pid in (int(x) for x in pidfile.read_text().split()) if pidfile.exists() else ():
+            try:
+                os.kill(pid, 9)
+            except ProcessLookupError:
+                pass
