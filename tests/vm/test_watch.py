@@ -64,6 +64,20 @@ def mount_share(guest):
         guest.wait(lambda: " /C " in guest.read("/proc/self/mountinfo"), timeout=20, what="the share")
 
 
+def restart_with(guest, toml, what):
+    """The agent restarted with these lines added to its agent.toml (kept in
+    /tmp/agent.toml.saved for restore_agent_toml)."""
+    old_pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
+    guest.sh("cp /etc/moby-agent/agent.toml /tmp/agent.toml.saved"
+             f" && printf '{toml}' >> /etc/moby-agent/agent.toml && rc-service moby-agent restart")
+    guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json") or "{}").get("pid") != old_pid,
+               timeout=20, what=f"the agent restarted with {what}")
+
+
+def restore_agent_toml(guest):
+    guest.sh("cp /tmp/agent.toml.saved /etc/moby-agent/agent.toml && rc-service moby-agent restart")
+
+
 def test_the_directory_limit_is_respected(guest):
     """Over watch.max_dirs: the most recently changed directories are watched,
     one server request each, and the status says what was dropped."""
@@ -73,13 +87,8 @@ def test_the_directory_limit_is_respected(guest):
         (top / f"d{i}").mkdir(parents=True, exist_ok=True)
         (top / f"d{i}" / "f.js").write_text("0")
         os.utime(top / f"d{i}", (1_600_000_000 + i * 1000,) * 2)  # d8 the most recent
-    old_pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
-    guest.sh("cp /etc/moby-agent/agent.toml /tmp/agent.toml.saved"
-             " && printf '[watch]\\nmax_dirs = 4\\n' >> /etc/moby-agent/agent.toml"
-             " && rc-service moby-agent restart")
+    restart_with(guest, "[watch]\\nmax_dirs = 4\\n", "max_dirs = 4")
     try:
-        guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json") or "{}").get("pid") != old_pid,
-                   timeout=20, what="the agent restarted with max_dirs = 4")
         _, sent = notify_requests(guest)
         assert guest.run(["moby-agent", "watch", "add", "/C/limit"]).returncode == 0
         guest.wait(lambda: watch_status(guest).get("dropped") == 6, timeout=10, what="6 directories dropped")
@@ -98,7 +107,7 @@ def test_the_directory_limit_is_respected(guest):
         assert notify_requests(guest)[1] > sent
     finally:
         guest.run(["moby-agent", "watch", "remove", "/C/limit"])
-        guest.sh("cp /tmp/agent.toml.saved /etc/moby-agent/agent.toml && rc-service moby-agent restart")
+        restore_agent_toml(guest)
 
 
 @pytest.fixture(scope="module")
@@ -312,13 +321,8 @@ def test_the_5_6_ioctl_alone_brings_host_edits_by_rescan(guest):
     top = guest.share / "n56"
     (top / "lib").mkdir(parents=True, exist_ok=True)
     (top / "app.js").write_text("v0\n")
-    old_pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
-    guest.sh("cp /etc/moby-agent/agent.toml /tmp/agent.toml.saved"
-             " && printf '[watch]\\nnotify = \"notify\"\\n' >> /etc/moby-agent/agent.toml"
-             " && rc-service moby-agent restart")
+    restart_with(guest, '[watch]\\nnotify = "notify"\\n', "watch.notify = notify")
     try:
-        guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json") or "{}").get("pid") != old_pid,
-                   timeout=20, what="the agent restarted with watch.notify = notify")
         guest.run(["sh", "-c", "cat > /tmp/listener.py"], input=LISTENER)
         # One listener on the top, one on lib (made before it: not followed).
         guest.sh("(python3 /tmp/listener.py /C/n56 > /tmp/n56.log 2>&1 &);"
@@ -358,4 +362,4 @@ def test_the_5_6_ioctl_alone_brings_host_edits_by_rescan(guest):
     finally:
         guest.sh("pkill -f '/tmp/listener.py /C/n56'")
         guest.run(["moby-agent", "watch", "remove", "/C/n56"])
-        guest.sh("cp /tmp/agent.toml.saved /etc/moby-agent/agent.toml && rc-service moby-agent restart")
+        restore_agent_toml(guest)
