@@ -210,7 +210,7 @@ def test_samba_down_at_boot_then_up_mounts_within_the_backoff_bound(guest):
     assert status(guest)["shares"]["/c"] == "mounted"
 
 
-def test_one_cifsmount_push_costs_two_passes(clean):
+def test_one_cifsmount_push_costs_at_most_three_passes(clean):
     """The agent's own pool 1 writes do not wake it: a push is the pass that
     mounts, plus the one the mount table's change asks for (it was about 6)."""
     guest = clean
@@ -234,4 +234,9 @@ def test_one_cifsmount_push_costs_two_passes(clean):
     time.sleep(3)  # anything the pass set off (pool 1, the mount table, a retry) has come by now
     passes = status(guest)["passes"] - before
     print(f"passes for one cifsmount push: {passes}")
-    assert passes <= 2
+    # 1 or 2 measured with the guest alone on this machine (2026-12-07: 1 in the
+    # morning, 2 twice in the evening, on main and on the branch), 5 once with a
+    # mutation run beside the guest (load 3.4); about 6 while the agent's own
+    # pool 1 writes woke it. 3 leaves the quiet figure a pass of margin and
+    # still fails for that regression.
+    assert passes <= 3
