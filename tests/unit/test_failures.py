@@ -73,7 +73,7 @@ def test_mount_cifs_outputs_without_a_probe(output, kind, code):
 
 def test_the_kernel_log_name_of_an_unknown_share():
     cause = explain("CIFS: VFS: \\\\10.0.75.1\\C: BAD_NETWORK_NAME: STATUS_BAD_NETWORK_NAME\n", HOST, "c")
-    assert cause.kind == NO_SHARE
+    assert (cause.kind, cause.text, cause.code) == (NO_SHARE, WORDS[NO_SHARE], "")  # no mount error number
 
 
 @pytest.mark.parametrize("number", [111, 115, 110, 112])
@@ -84,13 +84,19 @@ def test_the_kernel_log_name_of_an_unknown_share():
     (Reach("", CONNECT_REFUSED), SHARING_OFF),
 ])
 def test_a_probe_after_a_network_error_names_the_cause(number, reach, kind):
-    assert explain(f"mount error({number}): x\n", HOST, "c", reach).kind == kind
+    cause = explain(f"mount error({number}): x\n", HOST, "c", reach)
+    assert (cause.kind, cause.text, cause.code) == (kind, WORDS[kind], f"mount error({number})")
+    other = explain(f"mount error({number}): x\n", "192.168.5.1", "c", reach)  # the words name the host probed
+    assert "192.168.5.1" in other.text and HOST not in other.text
 
 
 def test_port_445_open_after_a_timeout_is_a_host_that_was_down():
-    assert explain("mount error(115): Operation now in progress\n", HOST, "c", Reach("", OPEN)).kind == HOST_DOWN
+    cause = explain("mount error(115): Operation now in progress\n", HOST, "c", Reach("", OPEN))
+    assert (cause.kind, cause.text, cause.code) == (HOST_DOWN, WORDS[HOST_DOWN], "mount error(115)")
     closed = explain("mount error: Server abruptly closed the connection.\n", HOST, "c", Reach("", OPEN))
-    assert closed.kind == HOST_DOWN and "vers=" in closed.text
+    assert (closed.kind, closed.text, closed.code) == (
+        HOST_DOWN, "10.0.75.1 closed the connection: the server is restarting, or does not speak the SMB version "
+        "asked for (vers=)", "mount error(112)")
 
 
 def test_a_probe_never_overrides_the_servers_own_answer():
@@ -100,8 +106,10 @@ def test_a_probe_never_overrides_the_servers_own_answer():
 
 def test_anything_else_is_its_first_line():
     cause = explain("\nmount error(22): Invalid argument\n" + MANUAL, HOST, "c")
-    assert (cause.kind, cause.line()) == (OTHER, "mount error(22): Invalid argument")
-    assert explain("", HOST, "c").line() == "mount.cifs failed"
+    assert (cause.kind, cause.text, cause.code) == (OTHER, "mount error(22): Invalid argument", "")
+    empty = explain("", HOST, "c")
+    assert (empty.kind, empty.text, empty.code) == (OTHER, "mount.cifs failed", "")
+    assert (cause.line(), empty.line()) == ("mount error(22): Invalid argument", "mount.cifs failed")  # no " ()"
 
 
 @pytest.mark.parametrize("reach", [Reach(None), Reach("", UNREACHABLE), Reach("", TIMEOUT), Reach("", CONNECT_REFUSED),
