@@ -103,7 +103,8 @@ class PoolWatcher:
 
     def wait(self, settle_ms: int) -> bool:
         """After a wake-up, keep draining until the directory has been quiet
-        for settle_ms, so that a burst becomes one pass."""
+        for settle_ms, so that a burst becomes one pass; at most 50 rounds,
+        so that a writer that never stops does not hold the pass off."""
         relevant = self.read()
         if settle_ms <= 0:
             return relevant

@@ -160,6 +160,9 @@ def test_a_burst_that_never_ends_still_gives_a_pass(pool_dir, watcher):
             write_items(pool_dir / ".kvp_pool_0", [("n", "x")])
             time.sleep(0.001)
 
+    reads = []
+    real_read = watcher.read
+    watcher.read = lambda: reads.append(1) or real_read()  # counted, and done as it is
     thread = threading.Thread(target=run)
     thread.start()
     try:
@@ -167,6 +170,7 @@ def test_a_burst_that_never_ends_still_gives_a_pass(pool_dir, watcher):
         t0 = time.monotonic()
         assert watcher.wait(settle_ms=100) is True  # never 100 ms quiet: bounded all the same
         assert time.monotonic() - t0 < 1.5
+        assert len(reads) == 1 + 50  # the wake-up's read, then at most 50 rounds of settling
     finally:
         stop.set()
         thread.join()
