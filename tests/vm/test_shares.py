@@ -210,33 +210,40 @@ def test_samba_down_at_boot_then_up_mounts_within_the_backoff_bound(guest):
     assert status(guest)["shares"]["/c"] == "mounted"
 
 
-def test_one_cifsmount_push_costs_at_most_three_passes(clean):
-    """The agent's own pool 1 writes do not wake it: a push is the pass that
-    mounts, plus the one the mount table's change asks for (it was about 6)."""
+def test_one_cifsmount_push_costs_at_most_two_passes(clean):
+    """A push is the pass that mounts, plus the one the mount table's change
+    asks for (it was about 6 while pool 1 carried a countdown and the
+    agent's own pool 1 writes woke it).
+
+    Measured three times, the fewest counted: a regression inflates every
+    push, while in the whole suite something left by the earlier modules
+    (dockerd and its containers, the watches) has added up to 4 passes to
+    one push now and then (5 and 6 seen in two suite runs, 2 alone). Pool 1
+    alone waking the agent does not show here (that pass coincides with the
+    mount table's: still 2, tried): tests/integration/test_pool_io.py's
+    test_own_guest_pool_writes_do_not_wake_the_agent guards that."""
     guest = clean
-    # From no share, with the agent idle (an earlier test may leave a drive
-    # mounted, a retry or a health probe due).
-    unshare_all(guest)
-    guest.kvp.delete(0, "cifsmount", missing_ok=True)
-    guest.kvp.delete(0, "cifsumount", missing_ok=True)
-    guest.settled()
-    quiet = [status(guest)["passes"]]
+    counts, logs = [], []
+    for _ in range(3):
+        # From no share, with the agent idle (an earlier test may leave a drive
+        # mounted, a retry or a health probe due).
+        unshare_all(guest)
+        guest.kvp.delete(0, "cifsmount", missing_ok=True)
+        guest.kvp.delete(0, "cifsumount", missing_ok=True)
+        guest.settled()
+        quiet = [status(guest)["passes"]]
 
-    def idle():
-        time.sleep(1)
-        quiet.append(status(guest)["passes"])
-        return len(quiet) >= 4 and len(set(quiet[-4:])) == 1
+        def idle():
+            time.sleep(1)
+            quiet.append(status(guest)["passes"])
+            return len(quiet) >= 4 and len(set(quiet[-4:])) == 1
 
-    guest.wait(idle, timeout=30, what="the agent idle for 3 s")
-    before = status(guest)["passes"]
-    guest.kvp.set(0, "cifsmount", V1)
-    wait_mounted(guest, timeout=10)
-    time.sleep(3)  # anything the pass set off (pool 1, the mount table, a retry) has come by now
-    passes = status(guest)["passes"] - before
-    print(f"passes for one cifsmount push: {passes}")
-    # 1 or 2 measured with the guest alone on this machine (2026-12-07: 1 in the
-    # morning, 2 twice in the evening, on main and on the branch), 5 once with a
-    # mutation run beside the guest (load 3.4); about 6 while the agent's own
-    # pool 1 writes woke it. 3 leaves the quiet figure a pass of margin and
-    # still fails for that regression.
-    assert passes <= 3
+        guest.wait(idle, timeout=30, what="the agent idle for 3 s")
+        before, mark = status(guest)["passes"], log_mark(guest)
+        guest.kvp.set(0, "cifsmount", V1)
+        wait_mounted(guest, timeout=10)
+        time.sleep(3)  # anything the pass set off (pool 1, the mount table, a retry) has come by now
+        counts.append(status(guest)["passes"] - before)
+        logs.append(log_since(guest, mark))
+    print(f"passes for one cifsmount push, three times: {counts}")
+    assert min(counts) <= 2, (counts, logs)
