@@ -178,7 +178,7 @@ def main() -> None:
               flush=True)
         time.sleep(5)  # the last requests sent
         now = proc_status(g, pid)
-        outstanding, sent = requests(g)
+        outstanding, _ = requests(g)
         figures.update({
             "agent_rss_mib_before": round(int(base["VmRSS"]) / 1024, 1),
             "agent_rss_mib": round(int(now["VmRSS"]) / 1024, 1),

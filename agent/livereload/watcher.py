@@ -332,8 +332,9 @@ class ShareWatcher:
         self.under = under
         self.stats = WatchStats(notify=self._mode_words())
         # One descriptor per watched directory, plus the agent's own.
-        self.open_files = raise_open_files(max_dirs + FD_HEADROOM)
-        if self.open_files < max_dirs + FD_HEADROOM:
+        needed = max_dirs + FD_HEADROOM
+        self.open_files = raise_open_files(needed)
+        if self.open_files < needed:
             self.stats.why = (f"the open-file limit is {self.open_files} and could not be raised: about "
                               f"{max(0, self.open_files - FD_HEADROOM)} directories can be watched, "
                               f"not watch.max_dirs = {max_dirs}")
