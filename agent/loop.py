@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("moby-agent")
 
+# Seconds a pass may spend reading and planning before the healthcheck stops
+# answering for it (plus shares.health.PROBE_TIMEOUT per mounted drive).
+PASS_DEADLINE = 60.0
+
 
 # rtnetlink multicast groups: links, IPv4 addresses and routes.
 _RTMGRP_LINK, _RTMGRP_IPV4_IFADDR, _RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
@@ -105,6 +109,7 @@ class Agent:
         self._logged_problems: Set[str] = set()
         self._live_reload_error: Optional[str] = None
         self._busy: Optional[Tuple[str, float]] = None  # the running action and its deadline
+        self._pass_deadline = 0.0  # while a pass runs: when its reading and planning are overdue
         self._pass_crash: Optional[str] = None
         self._stop = False
         self._hup = False
@@ -255,6 +260,10 @@ class Agent:
         """run_pass, surviving anything it raises (logged once with its
         traceback): the loop goes on and the next wake-up tries again.
         Returns whether another pass is due at once."""
+        # Reading and planning (pools, mount table, database, dockerd's API,
+        # a stat of each mounted share) take far less; an action has its
+        # own deadline.
+        self._pass_deadline = time.monotonic() + PASS_DEADLINE + health.PROBE_TIMEOUT * len(self.memory.drives)
         try:
             self.run_pass()
         except Exception as exc:  # noqa: BLE001
@@ -263,6 +272,8 @@ class Agent:
                 log.error("%s; the agent goes on", text, exc_info=exc)
             self._pass_crash = text
             return False
+        finally:
+            self._pass_deadline = 0.0
         self._pass_crash = None
         return self.rerun  # e.g. the database was just mounted: read it now
 
@@ -347,11 +358,12 @@ class Agent:
         elif signum == signal.SIGUSR1:
             self._usr1 = True
             busy = self._busy
-            if busy is not None and time.monotonic() < busy[1]:
-                # A pass is busy within its deadline (a mount waiting on a
-                # slow host, a docker restart): alive, so answer now. Past
-                # the deadline the loop is stuck: no answer, and OpenRC
-                # restarts it.
+            deadline = busy[1] if busy is not None else self._pass_deadline
+            if time.monotonic() < deadline:
+                # A pass is running within its deadline, or its action is
+                # (a mount waiting on a slow host, a docker restart): alive,
+                # so answer now, not when the pass ends. Past the deadline
+                # the loop is stuck: no answer, and OpenRC restarts it.
                 self.heartbeat = time.time()
                 self.write_status(self.document())
 
@@ -484,10 +496,14 @@ class Agent:
                         self._live_reload_error = f"live reload failed unexpectedly ({type(exc).__name__}: {exc})"
                         log.error("%s", self._live_reload_error, exc_info=exc)
                 if self._usr1 or self._watch_activity:
-                    if self._usr1:
+                    answer = self._usr1
+                    if answer:
                         self.heartbeat = time.time()
                     self._usr1 = self._watch_activity = False
-                    if not due:
+                    # A health request is answered before a pass that is
+                    # due (it may go on to a long action); activity waits
+                    # for the pass's own report.
+                    if answer or not due:
                         self.write_status(self.document())
             log.info("moby-agent stopping")
             self.report(None, state="stopped")

@@ -9,19 +9,20 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 class AgentProcess:
-    def __init__(self, root: Path, *args: str, log_level: str = "debug") -> None:
+    def __init__(self, root: Path, *args: str, log_level: str = "debug",
+                 env: Optional[Dict[str, str]] = None) -> None:
         self.root = root
         cfg = root / "etc" / "moby-agent" / "agent.toml"
         if not cfg.exists():
             cfg.parent.mkdir(parents=True, exist_ok=True)
             cfg.write_text(f'log_level = "{log_level}"\n')
-        env = dict(os.environ, PYTHONPATH=str(REPO))
+        env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "agent", "--root", str(root), "run", *args],
             stderr=subprocess.PIPE,

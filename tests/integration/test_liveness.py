@@ -4,17 +4,21 @@ the agent and cut the docker restart half-way)."""
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-from tests.integration.agentproc import AgentProcess
+from tests.integration.agentproc import REPO, AgentProcess
 
 DB = "com.docker.driver.amd64-linux"
 
 
-def test_health_answers_while_a_docker_restart_is_running(tmp_path, agent_env):
-    root = tmp_path
+def docker_restart_fixture(root):
+    """A root with a database, a stand-in dockerd and a restart command that
+    takes 6 s (restart-began and restart-done mark it); returns the dockerd
+    process and the database's etc/docker."""
     (root / "proc" / "self").mkdir(parents=True)
     (root / "proc" / "cmdline").write_text(f'com.docker.database="{DB}"\n')
     (root / "proc" / "self" / "mountinfo").write_text("40 1 0:40 / /Database rw - 9p db rw,trans=virtio\n")
@@ -34,6 +38,12 @@ def test_health_answers_while_a_docker_restart_is_running(tmp_path, agent_env):
     (root / "etc" / "moby-agent").mkdir(parents=True)
     (root / "etc" / "moby-agent" / "agent.toml").write_text(
         f'log_level = "debug"\n[docker]\nrestart_command = ["{restart}"]\nverify_timeout = 2.0\n')
+    return fake, db
+
+
+def test_health_answers_while_a_docker_restart_is_running(tmp_path, agent_env):
+    root = tmp_path
+    fake, db = docker_restart_fixture(root)
     agent = AgentProcess(root)
     health = [sys.executable, "-m", "agent", "--root", str(root), "health", "--timeout", "2"]
     try:
@@ -56,6 +66,54 @@ def test_health_answers_while_a_docker_restart_is_running(tmp_path, agent_env):
         # Then the pass ends (no dockerd answers here: verified, it is an error).
         doc = agent.wait_status(lambda d: d["capabilities"]["docker_config"]["state"] == "error", timeout=15)
         assert "busy" not in doc and "applied, but" in doc["capabilities"]["docker_config"]["last_error"]
+    finally:
+        agent.stop()
+        fake.kill()
+        fake.wait()
+
+
+def test_a_health_request_just_before_a_long_action_is_answered(tmp_path):
+    """SIGUSR1 in the same wake-up as the SIGHUP that starts a pass, or while
+    the pass is still reading and planning (no action busy yet): answered
+    at once, not after the 6 s docker restart the pass goes on to."""
+    root = tmp_path
+    fake, db = docker_restart_fixture(root)
+    agent = AgentProcess(root)
+    try:
+        doc = agent.wait_status(lambda d: d["passes"] >= 1)
+        (db / "daemon.json").write_text('{"debug": false, "log-level": "warn"}')
+        before = doc["heartbeat"]
+        os.kill(agent.proc.pid, signal.SIGHUP)
+        os.kill(agent.proc.pid, signal.SIGUSR1)
+        t0 = time.monotonic()
+        agent.wait_status(lambda d: d["heartbeat"] != before, timeout=10)
+        took = time.monotonic() - t0
+        assert not (root / "restart-done").exists(), "answered only after the restart"
+        print(f"health request beside a SIGHUP answered in {took * 1000:.0f} ms")
+    finally:
+        agent.stop()
+        fake.kill()
+        fake.wait()
+
+
+def test_a_health_request_while_a_pass_reads_is_answered(tmp_path):
+    """SIGUSR1 while a pass is still reading (the database's directory
+    listings slowed to 1 s each here), before the 6 s docker restart it goes
+    on to: answered during the pass, not after it."""
+    root = tmp_path
+    fake, db = docker_restart_fixture(root)
+    slowio = Path(__file__).parent / "slowio"
+    agent = AgentProcess(root, env={"PYTHONPATH": f"{slowio}{os.pathsep}{REPO}", "MOBY_SLOW_IO": "scandir",
+                                    "MOBY_SLOW_IO_MS": "1000"})
+    try:
+        doc = agent.wait_status(lambda d: d["passes"] >= 1, timeout=30)
+        (db / "daemon.json").write_text('{"debug": false, "log-level": "warn"}')
+        before = doc["heartbeat"]
+        os.kill(agent.proc.pid, signal.SIGHUP)
+        time.sleep(0.3)  # the reload is done, the pass lists the database
+        os.kill(agent.proc.pid, signal.SIGUSR1)
+        agent.wait_status(lambda d: d["heartbeat"] != before, timeout=20)
+        assert not (root / "restart-began").exists(), "answered only once the pass reached its action"
     finally:
         agent.stop()
         fake.kill()

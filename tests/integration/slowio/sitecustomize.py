@@ -1,9 +1,11 @@
 """Fault injection for the crash tests: a slowed writer.
 
 On PYTHONPATH of an agent subprocess with MOBY_SLOW_IO set (comma-separated
-of write, fsync, rename, ftruncate, pwrite), the named os calls of that
-process are slowed: write and pwrite go out in 4 KiB pieces with a pause
-between them, fsync, rename and ftruncate pause first (ftruncate: after).
+of write, fsync, rename, ftruncate, pwrite, scandir), the named os calls of
+that process are slowed: write and pwrite go out in 4 KiB pieces with a
+pause between them, fsync, rename, ftruncate and scandir pause first
+(ftruncate: after; scandir: a slow database directory, for the liveness
+tests).
 So a SIGKILL at a random moment lands inside the windows that atomic
 writes must survive, not only around them. MOBY_SLOW_IO_MS: the pause
 (default 3 ms). MOBY_SLOW_IO_MARK: a file created when the first slowed
@@ -29,7 +31,7 @@ def _mark() -> None:
 
 def _install() -> None:
     real_write, real_pwrite = os.write, os.pwrite
-    real_fsync, real_rename, real_ftruncate = os.fsync, os.rename, os.ftruncate
+    real_fsync, real_rename, real_ftruncate, real_scandir = os.fsync, os.rename, os.ftruncate, os.scandir
 
     def write(fd, data):
         view = memoryview(data)
@@ -59,8 +61,13 @@ def _install() -> None:
         time.sleep(_PAUSE * 5)
         return result
 
+    def scandir(path="."):
+        _mark()
+        time.sleep(_PAUSE)
+        return real_scandir(path)
+
     for name, fake in (("write", write), ("pwrite", pwrite), ("fsync", fsync), ("rename", rename),
-                       ("ftruncate", ftruncate)):
+                       ("ftruncate", ftruncate), ("scandir", scandir)):
         if name in _SLOW:
             setattr(os, name, fake)
 
