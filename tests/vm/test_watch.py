@@ -31,6 +31,11 @@ while True:
         print(f"{time.monotonic():.3f} {os.path.relpath(path, top)} {kind}", flush=True)
 """
 LOGS = ("/tmp/local.log", "/tmp/ctr.log")
+# How long a change may take to arrive before a test gives up: it bounds a
+# failure only. How fast changes arrive is bench/livereload_guest.py's
+# figure (speed goals are not asserted in tests), and under TCG on a loaded
+# machine a wait of a few seconds is not rare.
+WAIT = 20
 
 
 def events(guest, log, kinds=False):
@@ -99,8 +104,8 @@ def test_the_directory_limit_is_respected(guest):
         assert "limit of 4" in shown
         # The newest directory is watched, the oldest is not.
         (top / "d8" / "f.js").write_text("1")
-        guest.wait(lambda: watch_status(guest)["reemitted"] >= 1, timeout=5, what="d8's change re-emitted")
-        guest.wait(lambda: notify_requests(guest)[0] == 4, timeout=5, what="d8's request re-armed")
+        guest.wait(lambda: watch_status(guest)["reemitted"] >= 1, timeout=WAIT, what="d8's change re-emitted")
+        guest.wait(lambda: notify_requests(guest)[0] == 4, timeout=WAIT, what="d8's request re-armed")
         (top / "d0" / "f.js").write_text("1")
         time.sleep(2)
         assert watch_status(guest)["reemitted"] == 1
@@ -112,7 +117,14 @@ def test_the_directory_limit_is_respected(guest):
 
 @pytest.fixture(scope="module")
 def watched(guest):
-    """/C/src watched, a listener in the guest and one in a container-style bind mount."""
+    """/C/src watched, a listener in the guest and one in a container-style
+    bind mount; the agent logs at debug level (a failed wait shows the log's
+    end: what the server reported and what was re-emitted)."""
+    old_pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
+    guest.sh("cp /etc/moby-agent/agent.toml /tmp/agent.toml.before-debug"
+             " && sed -i '1i log_level = \"debug\"' /etc/moby-agent/agent.toml && rc-service moby-agent restart")
+    guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json") or "{}").get("pid") != old_pid,
+               timeout=20, what="the agent restarted with log_level = debug")
     mount_share(guest)
     src = guest.share / "src"
     src.mkdir(exist_ok=True)
@@ -128,6 +140,7 @@ def watched(guest):
     yield src
     guest.sh("pkill -f /tmp/listener.py")
     assert guest.run(["moby-agent", "watch", "remove", "/C/src"]).returncode == 0
+    guest.sh("cp /tmp/agent.toml.before-debug /etc/moby-agent/agent.toml && rc-service moby-agent restart")
 
 
 def test_host_edits_reach_guest_watchers(guest, watched):
@@ -138,12 +151,11 @@ def test_host_edits_reach_guest_watchers(guest, watched):
         edit()
         start = time.monotonic()
         for log in LOGS:
-            guest.wait(lambda log=log: any(t > t0 and n == name for t, n in events(guest, log)), timeout=5,
+            guest.wait(lambda log=log: any(t > t0 and n == name for t, n in events(guest, log)), timeout=WAIT,
                        what=f"{what} seen in {log}")
         took = min(t for t, n in events(guest, "/tmp/local.log") if t > t0 and n == name) - t0
         print(f"{what}: guest watcher saw it {took * 1000:.0f} ms after the host edit "
               f"(harness wait {time.monotonic() - start:.1f} s)")
-        assert took < 1.0, f"{what}: {took:.2f} s"
 
     edit_and_wait("created on the host", lambda: (src / "new.js").write_text("x\n"), "new.js")
     edit_and_wait("appended to", lambda: open(src / "app.js", "a").write("more\n"), "app.js")
@@ -202,7 +214,7 @@ def test_the_guests_own_changes_are_not_re_emitted(guest, watched):
     guest.sh("echo guest >> /C/src/app.js && mkdir /C/src/out && echo 1 > /C/src/out/a.txt"
              " && echo s > /C/src/.x.swp && mv /C/src/.x.swp /C/src/x.js"
              " && unshare -m sh -c 'mount --bind /C/src /mnt/ctr && echo c >> /mnt/ctr/new-in-ctr.js'")
-    guest.wait(lambda: watch_status(guest)["guest_changes"] - before["guest_changes"] >= 5, timeout=5,
+    guest.wait(lambda: watch_status(guest)["guest_changes"] - before["guest_changes"] >= 5, timeout=WAIT,
                what="the server to report the guest's changes")
     time.sleep(3)  # past the deferred close (closetimeo=1) and the attribute cache (actimeo=1)
     after = watch_status(guest)
@@ -214,25 +226,29 @@ def test_the_guests_own_changes_are_not_re_emitted(guest, watched):
     (watched / "other.js").write_text("host\n")
     guest.wait(lambda: any(t > t0 and n == "other.js" and "ATTRIB" in k
                            for t, n, k in events(guest, "/tmp/local.log", kinds=True)),
-               timeout=5, what="a host edit after the guest's own")
+               timeout=WAIT, what="a host edit after the guest's own")
 
 
 def test_a_watched_share_can_be_unmounted_and_is_watched_again_when_remounted(guest, watched):
     """The watch's descriptors would keep the share busy: cifsumount lets them
     go first, and the remounted share is watched again."""
+    # src and what the earlier tests made in it (lib, out): counted, so that
+    # one test's failure is not this one's too.
+    dirs = 1 + sum(1 for p in watched.rglob("*") if p.is_dir())
     guest.kvp.set(0, "cifsumount", "/c;/C")
     try:
         guest.wait(lambda: " /C " not in guest.read("/proc/self/mountinfo"), timeout=15, what="the unmount")
-        guest.wait(lambda: watch_status(guest)["directories"] == 0, timeout=5, what="the watch let go")
+        guest.wait(lambda: watch_status(guest)["directories"] == 0, timeout=WAIT, what="the watch let go")
         assert notify_requests(guest)[0] == 0
     finally:
         guest.kvp.delete(0, "cifsumount", missing_ok=True)
     guest.kvp.set(0, "cifsmount", V1 + ",")  # a changed item: mounted again
-    guest.wait(lambda: watch_status(guest).get("directories") == 3, timeout=20, what="src, lib and out watched again")
+    guest.wait(lambda: watch_status(guest).get("directories") == dirs, timeout=20,
+               what=f"src and its {dirs - 1} subdirectories watched again")
     before = watch_status(guest)["reemitted"]
     (watched / "after-remount.js").write_text("x")
-    guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=5, what="a host edit after the remount")
-    guest.wait(lambda: notify_requests(guest)[0] == 3, timeout=5, what="3 requests outstanding again")
+    guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=WAIT, what="a host edit after the remount")
+    guest.wait(lambda: notify_requests(guest)[0] == dirs, timeout=WAIT, what=f"{dirs} requests outstanding again")
 
 
 def test_samba_down_then_up_the_watch_resumes(guest, watched):
@@ -261,7 +277,7 @@ def test_samba_down_then_up_the_watch_resumes(guest, watched):
             break
         except AssertionError:
             assert time.monotonic() < deadline, "the watch did not resume after the server came back"
-    guest.wait(lambda: not watch_status(guest).get("why"), timeout=5, what="the warning cleared")
+    guest.wait(lambda: not watch_status(guest).get("why"), timeout=WAIT, what="the warning cleared")
 
 
 def test_a_server_without_change_notify_is_reported(guest, watched):
@@ -309,7 +325,7 @@ def test_a_server_without_change_notify_is_reported(guest, watched):
         raise AssertionError(f"{exc}\nlast watch status: {last}") from None
     before = watch_status(guest)["reemitted"]
     (watched / "after-notify-back.js").write_text("x\n")
-    guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=5, what="a host edit re-emitted")
+    guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=WAIT, what="a host edit re-emitted")
 
 
 def test_the_5_6_ioctl_alone_brings_host_edits_by_rescan(guest):
@@ -342,11 +358,10 @@ def test_the_5_6_ioctl_alone_brings_host_edits_by_rescan(guest):
         def edit_and_wait(what, edit, name, log="/tmp/n56.log"):
             t0 = guest_monotonic(guest)
             edit()
-            guest.wait(lambda: any(t > t0 and n == name for t, n in events(guest, log)), timeout=5,
+            guest.wait(lambda: any(t > t0 and n == name for t, n in events(guest, log)), timeout=WAIT,
                        what=f"{what} heard by the guest's watcher")
             took = min(t for t, n in events(guest, log) if t > t0 and n == name) - t0
             print(f"5.6 ioctl, {what}: {took * 1000:.0f} ms")
-            assert took < 1.0, f"{what}: {took:.2f} s"
 
         edit_and_wait("a new file", lambda: (top / "new.js").write_text("x\n"), "new.js")
         edit_and_wait("an appended file", lambda: open(top / "app.js", "a").write("more\n"), "app.js")
