@@ -46,12 +46,6 @@ def status(g: Guest) -> dict:
     return json.loads(g.read("/run/moby-agent/status.json") or "{}")
 
 
-def guest_now(g: Guest) -> float:
-    """The guest's CLOCK_MONOTONIC (what inotify-watch stamps), in seconds."""
-    out = g.run(["head", "-n", "3", "/proc/timer_list"]).stdout
-    return int(out.split("now at ", 1)[1].split()[0]) / 1e9
-
-
 def proc_status(g: Guest, pid: int) -> dict:
     rows = (g.read(f"/proc/{pid}/status") or "").splitlines()
     return {k: v.split()[0] for k, _, v in (r.partition(":") for r in rows) if v.split()}
@@ -73,13 +67,6 @@ def cpu_split(g: Guest, pid: int):
 
 def cpu_ticks(g: Guest, pid: int) -> int:
     return sum(cpu_split(g, pid))
-
-
-def requests(g: Guest):
-    """(change-notify requests outstanding at the server, sent in all)."""
-    outstanding = (g.read("/proc/fs/cifs/DebugData") or "").count(" com: 15 ")
-    sent = int((g.read("/proc/fs/cifs/Stats") or "").split("ChangeNotifies:")[1].split()[0])
-    return outstanding, sent
 
 
 def server_rss_kib(g: Guest) -> int:
@@ -178,7 +165,7 @@ def main() -> None:
               flush=True)
         time.sleep(5)  # the last requests sent
         now = proc_status(g, pid)
-        outstanding, _ = requests(g)
+        outstanding, _ = g.notify_requests()
         figures.update({
             "agent_rss_mib_before": round(int(base["VmRSS"]) / 1024, 1),
             "agent_rss_mib": round(int(now["VmRSS"]) / 1024, 1),
@@ -188,24 +175,24 @@ def main() -> None:
             "requests_outstanding": outstanding,
             "server_rss_kib_added": server_rss_kib(g) - server0,
         })
-        ticks, (_, sent0) = cpu_ticks(g, pid), requests(g)
+        ticks, (_, sent0) = cpu_ticks(g, pid), g.notify_requests()
         time.sleep(args.idle)
         figures["idle_seconds"] = args.idle
         figures["idle_cpu_ticks"] = cpu_ticks(g, pid) - ticks  # USER_HZ: 1 tick = 10 ms
-        figures["idle_requests_sent"] = requests(g)[1] - sent0
+        figures["idle_requests_sent"] = g.notify_requests()[1] - sent0
         print(json.dumps(figures), flush=True)
 
         rtt = []
         for _ in range(20):
             s = time.monotonic()
-            guest_now(g)
+            g.monotonic()
             rtt.append(time.monotonic() - s)
         edits = []
         for i in range(args.edits):
             d = top / sample[i % len(sample)]
             files = sorted(p.name for p in d.iterdir() if p.is_file())
             name = files[(i // len(sample)) % len(files)]
-            t = guest_now(g)
+            t = g.monotonic()
             with open(d / name, "a") as f:
                 f.write(f"// edit {i}\n")
             edits.append((name, t))

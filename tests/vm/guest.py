@@ -283,6 +283,19 @@ class Guest:
         r = self.run(["cat", path])
         return r.stdout if r.returncode == 0 else None
 
+    def monotonic(self) -> float:
+        """The guest's CLOCK_MONOTONIC in seconds (what its watchers stamp
+        events with: time.monotonic() there)."""
+        out = self.run(["head", "-n", "3", "/proc/timer_list"]).stdout
+        return int(out.split("now at ", 1)[1].split()[0]) / 1e9
+
+    def notify_requests(self) -> "tuple[int, int]":
+        """(change-notify requests outstanding at the server, sent in all),
+        from cifs's own accounting."""
+        outstanding = (self.read("/proc/fs/cifs/DebugData") or "").count(" com: 15 ")
+        sent = int((self.read("/proc/fs/cifs/Stats") or "").split("ChangeNotifies:")[1].split()[0])
+        return outstanding, sent
+
     def write_db(self, key: str, value: str) -> None:
         path = self.db / key
         path.parent.mkdir(parents=True, exist_ok=True)

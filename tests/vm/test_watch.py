@@ -50,19 +50,6 @@ def watch_status(guest):
     return json.loads(guest.read("/run/moby-agent/status.json")).get("watch", {})
 
 
-def notify_requests(guest):
-    """(change notify requests outstanding at the server, sent in all) from cifs's own accounting."""
-    outstanding = guest.read("/proc/fs/cifs/DebugData").count(" com: 15 ")
-    stats = guest.read("/proc/fs/cifs/Stats")
-    sent = int(stats.split("ChangeNotifies:")[1].split()[0])
-    return outstanding, sent
-
-
-
-def guest_monotonic(guest):
-    return float(guest.run(["python3", "-c", "import time; print(time.monotonic())"]).stdout)
-
-
 def mount_share(guest):
     if " /C " not in guest.read("/proc/self/mountinfo"):
         guest.kvp.set(0, "cifsmount", V1)
@@ -94,22 +81,22 @@ def test_the_directory_limit_is_respected(guest):
         os.utime(top / f"d{i}", (1_600_000_000 + i * 1000,) * 2)  # d8 the most recent
     restart_with(guest, "[watch]\\nmax_dirs = 4\\n", "max_dirs = 4")
     try:
-        _, sent = notify_requests(guest)
+        _, sent = guest.notify_requests()
         assert guest.run(["moby-agent", "watch", "add", "/C/limit"]).returncode == 0
         guest.wait(lambda: watch_status(guest).get("dropped") == 6, timeout=10, what="6 directories dropped")
         status = watch_status(guest)
         assert status["directories"] == 4 and "limit of 4 watched directories reached" in status["why"]
-        assert notify_requests(guest)[0] == 4  # outstanding: /C/limit, d8, d7, d6
+        assert guest.notify_requests()[0] == 4  # outstanding: /C/limit, d8, d7, d6
         shown = guest.run(["moby-agent", "status"]).stdout
         assert "limit of 4" in shown
         # The newest directory is watched, the oldest is not.
         (top / "d8" / "f.js").write_text("1")
         guest.wait(lambda: watch_status(guest)["reemitted"] >= 1, timeout=WAIT, what="d8's change re-emitted")
-        guest.wait(lambda: notify_requests(guest)[0] == 4, timeout=WAIT, what="d8's request re-armed")
+        guest.wait(lambda: guest.notify_requests()[0] == 4, timeout=WAIT, what="d8's request re-armed")
         (top / "d0" / "f.js").write_text("1")
         time.sleep(2)
         assert watch_status(guest)["reemitted"] == 1
-        assert notify_requests(guest)[1] > sent
+        assert guest.notify_requests()[1] > sent
     finally:
         guest.run(["moby-agent", "watch", "remove", "/C/limit"])
         restore_agent_toml(guest)
@@ -147,7 +134,7 @@ def test_host_edits_reach_guest_watchers(guest, watched):
     src = watched
 
     def edit_and_wait(what, edit, name):
-        t0 = guest_monotonic(guest)
+        t0 = guest.monotonic()
         edit()
         start = time.monotonic()
         for log in LOGS:
@@ -173,7 +160,7 @@ def test_host_edits_reach_guest_watchers(guest, watched):
     edit_and_wait("a new subdirectory", new_subdir, "lib")
 
     # A burst: every changed file is re-emitted at least once.
-    t0 = guest_monotonic(guest)
+    t0 = guest.monotonic()
     for i in range(100):
         (src / f"burst{i:03d}.js").write_text(str(i))
     names = {f"burst{i:03d}.js" for i in range(100)}
@@ -195,11 +182,11 @@ def test_host_edits_reach_guest_watchers(guest, watched):
         fields = guest.read(f"/proc/{pid}/stat").rsplit(")", 1)[1].split()
         return int(fields[11]) + int(fields[12])
 
-    before, count, (outstanding, sent) = cpu(), len(events(guest, "/tmp/local.log")), notify_requests(guest)
+    before, count, (outstanding, sent) = cpu(), len(events(guest, "/tmp/local.log")), guest.notify_requests()
     time.sleep(4)
     assert cpu() - before <= 1, "the agent used CPU on a quiet share"
     assert len(events(guest, "/tmp/local.log")) == count, "events on a quiet share: a loop"
-    assert notify_requests(guest) == (outstanding, sent), "server requests on a quiet share"
+    assert guest.notify_requests() == (outstanding, sent), "server requests on a quiet share"
     assert outstanding == watch_status(guest)["directories"] == 2  # src and src/lib
     shown = guest.run(["moby-agent", "status"]).stdout
     assert "watch" in shown and "/C/src" in shown and "re-emitted" in shown
@@ -210,7 +197,7 @@ def test_the_guests_own_changes_are_not_re_emitted(guest, watched):
     files and an editor-style save: the server reports each (at once and
     again at the deferred close), and none is turned into a further event."""
     before = watch_status(guest)
-    t0 = guest_monotonic(guest)
+    t0 = guest.monotonic()
     guest.sh("echo guest >> /C/src/app.js && mkdir /C/src/out && echo 1 > /C/src/out/a.txt"
              " && echo s > /C/src/.x.swp && mv /C/src/.x.swp /C/src/x.js"
              " && unshare -m sh -c 'mount --bind /C/src /mnt/ctr && echo c >> /mnt/ctr/new-in-ctr.js'")
@@ -239,7 +226,7 @@ def test_a_watched_share_can_be_unmounted_and_is_watched_again_when_remounted(gu
     try:
         guest.wait(lambda: " /C " not in guest.read("/proc/self/mountinfo"), timeout=15, what="the unmount")
         guest.wait(lambda: watch_status(guest)["directories"] == 0, timeout=WAIT, what="the watch let go")
-        assert notify_requests(guest)[0] == 0
+        assert guest.notify_requests()[0] == 0
     finally:
         guest.kvp.delete(0, "cifsumount", missing_ok=True)
     guest.kvp.set(0, "cifsmount", V1 + ",")  # a changed item: mounted again
@@ -248,7 +235,7 @@ def test_a_watched_share_can_be_unmounted_and_is_watched_again_when_remounted(gu
     before = watch_status(guest)["reemitted"]
     (watched / "after-remount.js").write_text("x")
     guest.wait(lambda: watch_status(guest)["reemitted"] > before, timeout=WAIT, what="a host edit after the remount")
-    guest.wait(lambda: notify_requests(guest)[0] == dirs, timeout=WAIT, what=f"{dirs} requests outstanding again")
+    guest.wait(lambda: guest.notify_requests()[0] == dirs, timeout=WAIT, what=f"{dirs} requests outstanding again")
 
 
 def test_samba_down_then_up_the_watch_resumes(guest, watched):
@@ -345,9 +332,9 @@ def test_the_5_6_ioctl_alone_brings_host_edits_by_rescan(guest):
                  " (python3 /tmp/listener.py /C/n56/lib > /tmp/n56lib.log 2>&1 &)")
         guest.wait(lambda: all("ready" in (guest.read(f) or "") for f in ("/tmp/n56.log", "/tmp/n56lib.log")),
                    timeout=20, what="the listeners")
-        _, sent = notify_requests(guest)
+        _, sent = guest.notify_requests()
         assert guest.run(["moby-agent", "watch", "add", "/C/n56"]).returncode == 0
-        guest.wait(lambda: notify_requests(guest)[1] >= sent + 2, timeout=10, what="n56 and lib asked for")
+        guest.wait(lambda: guest.notify_requests()[1] >= sent + 2, timeout=10, what="n56 and lib asked for")
         notify = watch_status(guest)["notify"]
         assert notify.startswith("CIFS_IOC_NOTIFY (no names"), notify
         assert "CIFS_IOC_NOTIFY (no names" in guest.run(["moby-agent", "status"]).stdout
@@ -356,7 +343,7 @@ def test_the_5_6_ioctl_alone_brings_host_edits_by_rescan(guest):
         time.sleep(1)
 
         def edit_and_wait(what, edit, name, log="/tmp/n56.log"):
-            t0 = guest_monotonic(guest)
+            t0 = guest.monotonic()
             edit()
             guest.wait(lambda: any(t > t0 and n == name for t, n in events(guest, log)), timeout=WAIT,
                        what=f"{what} heard by the guest's watcher")
