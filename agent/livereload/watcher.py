@@ -663,6 +663,7 @@ class ShareWatcher:
         otherwise be re-emitted, echoed and re-emitted again."""
         files, new_dirs, gone = changed(before, after)
         differ = bool(files or new_dirs or gone)  # named files alone do not keep the rescans going
+        counts = (self.stats.reemitted, self.stats.guest_changes, self.stats.echoes)
         files += [n for n in named if n not in files and n in after and not after[n][2]]
         for name in files:
             if self.local.recent(path, name):
@@ -690,6 +691,8 @@ class ShareWatcher:
                 self._drop_tree(os.path.join(path, name))  # and what was listed below it
             else:
                 self._remove(os.path.join(path, name))
+        if (self.stats.reemitted, self.stats.guest_changes, self.stats.echoes) != counts:
+            self.on_activity()  # the status shows each count as it is (a named file alone changes no scan)
         return differ
 
     def _reemit(self, path: str, name: str, seen: Optional[Tuple[int, int]] = None) -> None:

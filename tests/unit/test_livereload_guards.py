@@ -197,3 +197,18 @@ def test_under_root_a_watched_root_never_leads_out_of_it(tmp_path):
         assert w.under("/C/link") == str(root / "C" / "inside")
     finally:
         w.stop()
+
+
+def test_a_file_only_the_server_named_still_refreshes_the_status(tmp_path, share):
+    """A reply naming a file whose scan shows no difference (a metadata
+    change, an echo): the counts change, so the status is written again."""
+    w, _ = share
+    pokes = []
+    w.on_activity = lambda: pokes.append(1)
+    same = {"a.js": (1, 1, False)}
+    assert w._apply("/C", same, same, ["a.js"]) is False  # re-emitted: the scans show no difference
+    assert w.stats.reemitted == 1 and len(pokes) == 1
+    assert w._apply("/C", same, same, ["a.js"]) is False  # as last re-emitted: an echo
+    assert w.stats.echoes == 1 and len(pokes) == 2
+    assert w._apply("/C", same, same) is False  # nothing named, nothing changed: no write
+    assert len(pokes) == 2

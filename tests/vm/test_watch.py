@@ -4,6 +4,7 @@ has), through the agent's CIFS change-notify re-emission."""
 
 import json
 import os
+import threading
 import time
 
 import pytest
@@ -70,6 +71,21 @@ def restore_agent_toml(guest):
     guest.sh("cp /tmp/agent.toml.saved /etc/moby-agent/agent.toml && rc-service moby-agent restart")
 
 
+def at_debug(guest, saved="/tmp/agent.toml.before-debug"):
+    """The agent restarted with log_level = debug (a failed wait shows the
+    log's end: what the server reported and what was re-emitted)."""
+    old_pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
+    guest.sh(f"cp /etc/moby-agent/agent.toml {saved}"
+             " && sed -i -e '1i log_level = \"debug\"' -e '/^log_level/d' /etc/moby-agent/agent.toml"
+             " && rc-service moby-agent restart")
+    guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json") or "{}").get("pid") != old_pid,
+               timeout=20, what="the agent restarted with log_level = debug")
+
+
+def back_from_debug(guest, saved="/tmp/agent.toml.before-debug"):
+    guest.sh(f"cp {saved} /etc/moby-agent/agent.toml && rc-service moby-agent restart")
+
+
 def test_the_directory_limit_is_respected(guest):
     """Over watch.max_dirs: the most recently changed directories are watched,
     one server request each, and the status says what was dropped."""
@@ -105,13 +121,8 @@ def test_the_directory_limit_is_respected(guest):
 @pytest.fixture(scope="module")
 def watched(guest):
     """/C/src watched, a listener in the guest and one in a container-style
-    bind mount; the agent logs at debug level (a failed wait shows the log's
-    end: what the server reported and what was re-emitted)."""
-    old_pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
-    guest.sh("cp /etc/moby-agent/agent.toml /tmp/agent.toml.before-debug"
-             " && sed -i '1i log_level = \"debug\"' /etc/moby-agent/agent.toml && rc-service moby-agent restart")
-    guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json") or "{}").get("pid") != old_pid,
-               timeout=20, what="the agent restarted with log_level = debug")
+    bind mount; the agent logs at debug level."""
+    at_debug(guest)
     mount_share(guest)
     src = guest.share / "src"
     src.mkdir(exist_ok=True)
@@ -127,7 +138,7 @@ def watched(guest):
     yield src
     guest.sh("pkill -f /tmp/listener.py")
     assert guest.run(["moby-agent", "watch", "remove", "/C/src"]).returncode == 0
-    guest.sh("cp /tmp/agent.toml.before-debug /etc/moby-agent/agent.toml && rc-service moby-agent restart")
+    back_from_debug(guest)
 
 
 def test_host_edits_reach_guest_watchers(guest, watched):
@@ -365,3 +376,84 @@ def test_the_5_6_ioctl_alone_brings_host_edits_by_rescan(guest):
         guest.sh("pkill -f '/tmp/listener.py /C/n56'")
         guest.run(["moby-agent", "watch", "remove", "/C/n56"])
         restore_agent_toml(guest)
+
+
+# cifs opens the directory anew for each request, so a server reports only
+# what changes while a request is in place: the answer waits until the
+# agent's next request is there (a change in between is seen by the rescans
+# only if it changes a file's size or time, which an echo does not).
+ECHO_DELAY = 1.0
+
+
+class HostEcho:
+    """As a Windows server does, Samba made to report the agent's own chmod
+    back: with cifsacl the chmod reaches the server (a SET_INFO of the file's
+    security, an IN_ATTRIB on the host), and this host-side thread answers
+    each such change with a metadata change of its own (an xattr), which
+    Samba reports to the guest as a modification of that file."""
+
+    def __init__(self, top):
+        from inotify_simple import INotify, flags
+
+        self.answers = 0
+        self._flags = flags
+        self._ino = INotify()
+        self._ino.add_watch(str(top), flags.ATTRIB)
+        self._top = top
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop:
+            for e in self._ino.read(timeout=100):
+                if not e.name or not e.mask & self._flags.ATTRIB:
+                    continue
+                self.answers += 1
+                time.sleep(ECHO_DELAY)
+                os.setxattr(self._top / e.name, "user.echo", str(self.answers).encode())
+                self._ino.read(timeout=30)  # the IN_ATTRIB of that answer: ours
+
+    def stop(self):
+        self._stop = True
+        self._thread.join()
+
+
+def test_a_server_that_reports_the_agent_s_chmod_back_gets_no_second_chmod(guest):
+    """Each host edit is re-emitted once; the server's report of that
+    re-emission (the echo) is not re-emitted, which would be echoed and
+    re-emitted again for as long as the share is watched."""
+    top = guest.share / "echo"
+    top.mkdir(exist_ok=True)
+    (top / "app.js").write_text("v0\n")
+    guest.run(["sh", "-c", "umask 077 && cat > /tmp/acl.cred"], input=f"username={SMB_USER}\npassword={SMB_PASSWORD}\n")
+    r = guest.sh("mkdir -p /mnt/acl && mount.cifs //10.0.75.1/C /mnt/acl -o credentials=/tmp/acl.cred,cifsacl,"
+                 "vers=3.1.1 && rm /tmp/acl.cred")
+    assert r.returncode == 0, r.stdout + r.stderr
+    echo = HostEcho(top)
+    at_debug(guest, "/tmp/agent.toml.before-echo")
+    try:
+        assert guest.run(["moby-agent", "watch", "add", "/mnt/acl/echo"]).returncode == 0
+        guest.wait(lambda: "/mnt/acl/echo" in watch_status(guest).get("roots", []) and echo._thread.is_alive(),
+                   timeout=WAIT, what="the watch")
+        time.sleep(1)
+        for edit in range(1, 3):
+            before = watch_status(guest)
+            with open(top / "app.js", "a") as f:
+                f.write(f"edit {edit}\n")
+            try:
+                guest.wait(lambda: watch_status(guest)["echoes"] > before["echoes"], timeout=WAIT,
+                           what=f"the server's echo of edit {edit}'s re-emission")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}\nhost answers: {echo.answers}; watch: {watch_status(guest)}") from None
+            time.sleep(3)  # without the guard: re-emit, echo, re-emit... for as long as we wait
+            after = watch_status(guest)
+            print(f"edit {edit}: re-emitted {after['reemitted'] - before['reemitted']}, "
+                  f"echoes {after['echoes'] - before['echoes']}, host answers {echo.answers}")
+            assert after["reemitted"] - before["reemitted"] == 1, after
+            assert echo.answers == edit
+    finally:
+        echo.stop()
+        guest.run(["moby-agent", "watch", "remove", "/mnt/acl/echo"])
+        guest.sh("umount /mnt/acl; rm -f /tmp/acl.cred")
+        back_from_debug(guest, "/tmp/agent.toml.before-echo")
