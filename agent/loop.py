@@ -27,6 +27,12 @@ log = logging.getLogger("moby-agent")
 PASS_DEADLINE = 60.0
 
 
+def _busy_entry(busy: Tuple[str, float]) -> Dict[str, str]:
+    """The status's "busy": the action running and its deadline (wall clock)."""
+    left = busy[1] - time.monotonic()
+    return {"action": busy[0], "deadline": status.now_iso(time.time() + max(0.0, left))}
+
+
 # rtnetlink multicast groups: links, IPv4 addresses and routes.
 _RTMGRP_LINK, _RTMGRP_IPV4_IFADDR, _RTMGRP_IPV4_ROUTE = 0x1, 0x10, 0x40
 
@@ -110,6 +116,9 @@ class Agent:
         self._live_reload_error: Optional[str] = None
         self._busy: Optional[Tuple[str, float]] = None  # the running action and its deadline
         self._pass_deadline = 0.0  # while a pass runs: when its reading and planning are overdue
+        self._last_doc: Optional[Dict[str, Any]] = None  # the status document last written
+        self._writing = False  # write_status is running (the signal handler may interrupt it)
+        self._answer_pending = False  # a health answer waits for that write to end
         self._pass_crash: Optional[str] = None
         self._stop = False
         self._hup = False
@@ -291,8 +300,7 @@ class Agent:
         )
         doc["shares"] = dict(self.drives)
         if self._busy is not None:
-            left = self._busy[1] - time.monotonic()
-            doc["busy"] = {"action": self._busy[0], "deadline": status.now_iso(time.time() + max(0.0, left))}
+            doc["busy"] = _busy_entry(self._busy)
         # When each failing drive is tried next: an absolute time, here only
         # (pool 1 carries no countdown).
         now_wall, now_mono = time.time(), time.monotonic()
@@ -312,10 +320,32 @@ class Agent:
         return doc
 
     def write_status(self, doc: Dict[str, Any]) -> None:
+        self._writing = True
         try:
             write_atomic(under(self.root, self.conf.status.file), status.encode(doc))
         except OSError as exc:
             log.error("cannot write status file %s: %s", self.conf.status.file, exc.strerror)
+        finally:
+            self._writing = False
+        self._last_doc = doc
+        if self._answer_pending:  # a health request came during that write: answered now
+            self._answer_pending = False
+            self._write_answer()
+
+    def _write_answer(self) -> None:
+        """The last document written, with the new heartbeat and the action
+        busy now. From the signal handler too, so it takes no lock and builds
+        nothing: the thread it interrupted may hold any lock (the container
+        follower's while listing containers), and document() would wait for
+        it for ever."""
+        if self._last_doc is None:
+            return  # nothing written yet: the first pass's report answers
+        doc = dict(self._last_doc, heartbeat=self.heartbeat)
+        doc.pop("busy", None)
+        busy = self._busy
+        if busy is not None:
+            doc["busy"] = _busy_entry(busy)
+        self.write_status(doc)
 
     def report(self, obs: Optional[hub.Observation], state: Optional[str] = None) -> None:
         """Pool 1 first, then the status file: a failed pool 1 write is a
@@ -365,7 +395,10 @@ class Agent:
                 # so answer now, not when the pass ends. Past the deadline
                 # the loop is stuck: no answer, and OpenRC restarts it.
                 self.heartbeat = time.time()
-                self.write_status(self.document())
+                if self._writing:  # the interrupted thread is writing: it writes again when done
+                    self._answer_pending = True
+                else:
+                    self._write_answer()
 
     def _set_busy(self, action: Optional[Any], deadline: float) -> None:
         self._busy = (f"{action.name()} {action.subject()}".strip(), deadline) if action is not None else None

@@ -31,7 +31,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
 from inotify_simple import INotify, flags
 
-from agent.system import raise_open_files
+from agent.system import printable, raise_open_files
 
 log = logging.getLogger("moby-agent")
 
@@ -534,7 +534,7 @@ class ShareWatcher:
                 in_tree: Optional[Dict[str, List[str]]] = None
                 try:
                     records = self._wait(fd, watch)
-                    log.debug("watch %s: the server reported %s", path, records)
+                    log.debug("watch %s: the server reported %s", printable(path), records)  # a list: repr escapes
                     named = named_files(records)
                     if self.tree:
                         in_tree = named_in_tree(records)
@@ -668,12 +668,14 @@ class ShareWatcher:
         for name in files:
             if self.local.recent(path, name):
                 self.stats.guest_changes += 1
-                log.debug("watch %s: %s changed in the guest: not re-emitted", path, name)
+                log.debug("watch %s: %s changed in the guest: not re-emitted", printable(path), printable(name))
             elif self._emitted.get(path, {}).get(name) == after[name][:2]:
                 self.stats.echoes += 1
-                log.debug("watch %s: %s as last re-emitted %s: an echo", path, name, after[name][:2])
+                log.debug("watch %s: %s as last re-emitted %s: an echo", printable(path), printable(name),
+                          after[name][:2])
             else:
-                log.debug("watch %s: %s re-emitted %s (before %s)", path, name, after[name][:2], before.get(name))
+                log.debug("watch %s: %s re-emitted %s (before %s)", printable(path), printable(name), after[name][:2],
+                          before.get(name))
                 self._reemit(path, name, after[name][:2])
         for name in new_dirs:
             made_here = self.local.recent(path, name)

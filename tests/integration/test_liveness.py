@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.integration.agentproc import REPO, AgentProcess
 
 DB = "com.docker.driver.amd64-linux"
@@ -72,45 +74,24 @@ def test_health_answers_while_a_docker_restart_is_running(tmp_path, agent_env):
         fake.wait()
 
 
-def test_a_health_request_just_before_a_long_action_is_answered(tmp_path):
+@pytest.mark.parametrize("when", ["with the SIGHUP", "while the pass reads"])
+def test_a_health_request_during_a_pass_before_its_long_action_is_answered(tmp_path, when):
     """SIGUSR1 in the same wake-up as the SIGHUP that starts a pass, or while
-    the pass is still reading and planning (no action busy yet): answered
-    at once, not after the 6 s docker restart the pass goes on to."""
+    the pass is still reading (the database's scans slowed to 1 s each),
+    before the 6 s docker restart the pass goes on to: answered then, not
+    once the pass reaches its action or ends."""
     root = tmp_path
     fake, db = docker_restart_fixture(root)
-    agent = AgentProcess(root)
-    try:
-        doc = agent.wait_status(lambda d: d["passes"] >= 1)
-        (db / "daemon.json").write_text('{"debug": false, "log-level": "warn"}')
-        before = doc["heartbeat"]
-        os.kill(agent.proc.pid, signal.SIGHUP)
-        os.kill(agent.proc.pid, signal.SIGUSR1)
-        t0 = time.monotonic()
-        agent.wait_status(lambda d: d["heartbeat"] != before, timeout=10)
-        took = time.monotonic() - t0
-        assert not (root / "restart-done").exists(), "answered only after the restart"
-        print(f"health request beside a SIGHUP answered in {took * 1000:.0f} ms")
-    finally:
-        agent.stop()
-        fake.kill()
-        fake.wait()
-
-
-def test_a_health_request_while_a_pass_reads_is_answered(tmp_path):
-    """SIGUSR1 while a pass is still reading (the database's directory
-    listings slowed to 1 s each here), before the 6 s docker restart it goes
-    on to: answered during the pass, not after it."""
-    root = tmp_path
-    fake, db = docker_restart_fixture(root)
-    slowio = Path(__file__).parent / "slowio"
-    agent = AgentProcess(root, env={"PYTHONPATH": f"{slowio}{os.pathsep}{REPO}", "MOBY_SLOW_IO": "scandir",
-                                    "MOBY_SLOW_IO_MS": "1000"})
+    slow = {"PYTHONPATH": f"{Path(__file__).parent / 'slowio'}{os.pathsep}{REPO}", "MOBY_SLOW_IO": "scandir",
+            "MOBY_SLOW_IO_MS": "1000"}
+    agent = AgentProcess(root, env=slow if when == "while the pass reads" else None)
     try:
         doc = agent.wait_status(lambda d: d["passes"] >= 1, timeout=30)
         (db / "daemon.json").write_text('{"debug": false, "log-level": "warn"}')
         before = doc["heartbeat"]
         os.kill(agent.proc.pid, signal.SIGHUP)
-        time.sleep(0.3)  # the reload is done, the pass lists the database
+        if when == "while the pass reads":
+            time.sleep(0.3)  # the reload is done, the pass scans the database
         os.kill(agent.proc.pid, signal.SIGUSR1)
         agent.wait_status(lambda d: d["heartbeat"] != before, timeout=20)
         assert not (root / "restart-began").exists(), "answered only once the pass reached its action"

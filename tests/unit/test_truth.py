@@ -188,3 +188,30 @@ def test_the_hub_only_sequences_capabilities(tmp_path):
     source = inspect.getsource(hub)
     for share_logic in ("shares_apply.failed", "shares_apply.succeeded", "SharePlan", "state_file", '"drive"'):
         assert share_logic not in source, share_logic
+
+
+def test_a_health_answer_takes_no_lock_the_interrupted_thread_may_hold(tmp_path):
+    """SIGUSR1's handler runs in the main thread between two bytecodes, maybe
+    while it holds the container follower's lock (listing containers,
+    describing them for a report): the answer must not need that lock, or
+    the agent hangs for good and OpenRC restarts a healthy agent."""
+    import signal
+    import threading
+    import time
+
+    from agent.livereload.containers import ContainerFollower
+
+    root = fixture(tmp_path)
+    agent = Agent(AgentConfig(), str(root), AgentConfig)
+    agent.run_pass()
+    before = status_doc(root)["heartbeat"]
+    agent.follower = ContainerFollower(str(root / "docker.sock"), lambda: None)
+    agent._pass_deadline = time.monotonic() + 60  # a pass is running
+    with agent.follower._lock:  # held by the thread the handler interrupts
+        handler = threading.Thread(target=agent._on_signal, args=(signal.SIGUSR1, None), daemon=True)
+        handler.start()
+        handler.join(timeout=5)
+        hung = handler.is_alive()
+    handler.join(timeout=5)
+    assert not hung, "the health answer waited for the follower's lock"
+    assert status_doc(root)["heartbeat"] != before

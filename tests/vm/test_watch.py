@@ -57,32 +57,28 @@ def mount_share(guest):
         guest.wait(lambda: " /C " in guest.read("/proc/self/mountinfo"), timeout=20, what="the share")
 
 
-def restart_with(guest, toml, what):
-    """The agent restarted with these lines added to its agent.toml (kept in
-    /tmp/agent.toml.saved for restore_agent_toml)."""
+def _restart_edited(guest, edit, what, saved):
+    """The agent restarted after `edit` (a shell command) changed its
+    agent.toml, the file as it was kept in `saved` for restore_agent_toml."""
     old_pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
-    guest.sh("cp /etc/moby-agent/agent.toml /tmp/agent.toml.saved"
-             f" && printf '{toml}' >> /etc/moby-agent/agent.toml && rc-service moby-agent restart")
+    guest.sh(f"cp /etc/moby-agent/agent.toml {saved} && {edit} && rc-service moby-agent restart")
     guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json") or "{}").get("pid") != old_pid,
                timeout=20, what=f"the agent restarted with {what}")
 
 
-def restore_agent_toml(guest):
-    guest.sh("cp /tmp/agent.toml.saved /etc/moby-agent/agent.toml && rc-service moby-agent restart")
+def restart_with(guest, toml, what, saved="/tmp/agent.toml.saved"):
+    """The agent restarted with these lines added to its agent.toml."""
+    _restart_edited(guest, f"printf '{toml}' >> /etc/moby-agent/agent.toml", what, saved)
 
 
 def at_debug(guest, saved="/tmp/agent.toml.before-debug"):
     """The agent restarted with log_level = debug (a failed wait shows the
     log's end: what the server reported and what was re-emitted)."""
-    old_pid = json.loads(guest.read("/run/moby-agent/status.json"))["pid"]
-    guest.sh(f"cp /etc/moby-agent/agent.toml {saved}"
-             " && sed -i -e '1i log_level = \"debug\"' -e '/^log_level/d' /etc/moby-agent/agent.toml"
-             " && rc-service moby-agent restart")
-    guest.wait(lambda: json.loads(guest.read("/run/moby-agent/status.json") or "{}").get("pid") != old_pid,
-               timeout=20, what="the agent restarted with log_level = debug")
+    _restart_edited(guest, "sed -i -e '1i log_level = \"debug\"' -e '/^log_level/d' /etc/moby-agent/agent.toml",
+                    "log_level = debug", saved)
 
 
-def back_from_debug(guest, saved="/tmp/agent.toml.before-debug"):
+def restore_agent_toml(guest, saved="/tmp/agent.toml.saved"):
     guest.sh(f"cp {saved} /etc/moby-agent/agent.toml && rc-service moby-agent restart")
 
 
@@ -138,7 +134,7 @@ def watched(guest):
     yield src
     guest.sh("pkill -f /tmp/listener.py")
     assert guest.run(["moby-agent", "watch", "remove", "/C/src"]).returncode == 0
-    back_from_debug(guest)
+    restore_agent_toml(guest, "/tmp/agent.toml.before-debug")
 
 
 def test_host_edits_reach_guest_watchers(guest, watched):
@@ -429,10 +425,10 @@ def test_a_server_that_reports_the_agent_s_chmod_back_gets_no_second_chmod(guest
     guest.run(["sh", "-c", "umask 077 && cat > /tmp/acl.cred"], input=f"username={SMB_USER}\npassword={SMB_PASSWORD}\n")
     r = guest.sh("mkdir -p /mnt/acl && mount.cifs //10.0.75.1/C /mnt/acl -o credentials=/tmp/acl.cred,cifsacl,"
                  "vers=3.1.1 && rm /tmp/acl.cred")
-    assert r.returncode == 0, r.stdout + r.stderr
     echo = HostEcho(top)
     at_debug(guest, "/tmp/agent.toml.before-echo")
     try:
+        assert r.returncode == 0, r.stdout + r.stderr
         assert guest.run(["moby-agent", "watch", "add", "/mnt/acl/echo"]).returncode == 0
         guest.wait(lambda: "/mnt/acl/echo" in watch_status(guest).get("roots", []) and echo._thread.is_alive(),
                    timeout=WAIT, what="the watch")
@@ -456,4 +452,4 @@ def test_a_server_that_reports_the_agent_s_chmod_back_gets_no_second_chmod(guest
         echo.stop()
         guest.run(["moby-agent", "watch", "remove", "/mnt/acl/echo"])
         guest.sh("umount /mnt/acl; rm -f /tmp/acl.cred")
-        back_from_debug(guest, "/tmp/agent.toml.before-echo")
+        restore_agent_toml(guest, "/tmp/agent.toml.before-echo")
