@@ -357,3 +357,23 @@ def test_the_rewrite_goes_one_record_at_a_time(tmp_path, monkeypatch):
     assert kvp.update_pool(str(path), {"b": "2", "c": "3"}) is True
     assert writes == [(0, kvp.RECORD_SIZE), (kvp.RECORD_SIZE, kvp.RECORD_SIZE), (2 * kvp.RECORD_SIZE, kvp.RECORD_SIZE)]
     assert kvp.read_pool(str(path)).items == (("a", "1"), ("b", "2"), ("c", "3"))
+
+
+def test_a_pool_is_read_into_one_buffer_of_its_size(tmp_path, monkeypatch):
+    """Not in pieces joined at the end (twice the pool's size in memory for
+    a large pool): one read into a buffer of the file's size, then one
+    empty read that says the file did not grow meanwhile."""
+    path = tmp_path / ".kvp_pool_0"
+    items = [(f"key{i}", "v" * 100) for i in range(1200)]  # 1200 records: over 3 MiB
+    path.write_bytes(codec.encode(items))
+    preads = []
+    real = os.pread
+
+    def pread(fd, n, offset):
+        data = real(fd, n, offset)
+        preads.append(len(data))
+        return data
+
+    monkeypatch.setattr(os, "pread", pread)
+    pool = codec.read_pool(str(path))
+    assert len(pool.items) == 1200 and preads == [0]
