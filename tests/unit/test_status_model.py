@@ -324,3 +324,13 @@ def test_the_running_agent_is_the_pid_proc_confirms(tmp_path):
     assert status.running_pid(dict(doc, start_time=556), proc=proc) is None
     assert status.running_pid(dict(doc, state="stopped"), proc=proc) is None
     assert status.running_pid(doc, proc=fake_proc(tmp_path / "x", ["/bin/sleep", "30"])) is None
+
+
+def test_describe_a_watch_of_containers_only_counts_zero():
+    """What document() writes while dockerd is followed and no share is
+    watched yet (no share watcher: no counts in the section): zeros, not
+    None."""
+    watch = {"containers": "following dockerd: 0 running, 0 with bind mounts", "reasons": {}}
+    text, _ = status.describe(doc(capabilities={}, watch=watch), alive=True)
+    assert ("  watch          no root yet: 0 directories, 0 events re-emitted, 0 guest changes not re-emitted, "
+            "0 dropped") in text.split("\n")
