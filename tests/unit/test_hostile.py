@@ -879,3 +879,24 @@ def test_agent_toml_with_a_hostage_mount_pattern_is_a_config_error(tmp_path):
     path.write_text('[shares]\nmount_pattern = "^/' + "(a|a)" * 39 + 'b$"\n')
     with pytest.raises(ConfigError, match=r"shares\.mount_pattern: .*more than 1,000,000 ways \(the bound\)"):
         load(str(path), required=True)
+
+
+def test_a_drive_in_the_share_state_may_not_take_any_earlier_drive_s_paths(tmp_path):
+    """Not only the drive just before: the third drive reusing the first's
+    mount point as its alias is dropped."""
+    import json
+
+    from agent.shares.apply import load_shares
+    from agent.shares.items import Limits
+    from agent.shares.plan import SharesState
+
+    c = parse_mount("/c\n/C\nme\npw\nnoperm")
+    d = parse_mount("/d\n/D\nme\npw\nnoperm")
+    doc = json.loads(SharesState((c, d)).to_json())
+    doc["drives"].append({"mountpoint": "/e", "alias": "/c", "username": "me", "password": "QXQXQX9",
+                          "domain": None, "options": ["noperm"]})
+    path = tmp_path / "shares.json"
+    path.write_text(json.dumps(doc))
+    loaded, problem = load_shares(str(path), Limits())
+    assert loaded.drives == (c, d)
+    assert problem is not None and "drive '/e'" in problem and "QXQXQX9" not in problem

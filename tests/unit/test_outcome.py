@@ -243,3 +243,27 @@ def test_doctor_and_the_agent_read_the_route_alike(monkeypatch, routes, has_rout
     assert (host.level == FAIL and host.text.startswith("no route")) is (not has_route), host
     if has_route:
         assert ("gateway" in host.text) is ("RTA_GATEWAY" in routes[0].attrs), host
+
+
+def test_a_mount_that_went_through_is_mounted_and_an_empty_error_still_fails():
+    plan = hub.plan(obs([("cifsmount", C)]))
+    mount = next(a for a in plan.actions if isinstance(a, MountShare))
+    bind = next(a for a in plan.actions if isinstance(a, BindAlias))
+    planned = plan.parts["shares"].drive_states
+    assert planned["/c"] == "mounting"
+    # Both steps ok: the drive is mounted (an ok step records no error).
+    assert drive_states_after(planned, [Outcome(mount, True), Outcome(bind, True)], set()) == {"/c": "mounted"}
+    # A failure with no words at all still says the drive failed.
+    assert drive_states_after(planned, [Outcome(mount, False, "")], set()) == {"/c": "failed: failed"}
+
+
+def test_a_mount_s_deadline_outlasts_its_own_timeout():
+    """The healthcheck answers "alive" while an action is within its
+    deadline: a mount that waits its whole mount_timeout on a host that
+    drops packets is not a stuck loop."""
+    from agent.agentconfig import AgentConfig
+
+    plan = hub.plan(obs([("cifsmount", C)]))
+    mount = next(a for a in plan.actions if isinstance(a, MountShare))
+    conf = AgentConfig()
+    assert mount.deadline(conf) > conf.shares.mount_timeout
