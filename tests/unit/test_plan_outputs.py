@@ -100,3 +100,18 @@ def test_the_old_aliass_cleanup_belongs_to_the_drive():
     p = plan([("cifsmount", new)], state, table)
     cleanup = [a for a in p.actions if isinstance(a, (Unmount, RemoveDir))]
     assert cleanup == [Unmount("/c", "/C"), RemoveDir("/c", "/C")]
+
+
+def test_an_unshared_drive_s_steps_are_one_chain():
+    """cifsumount: the alias's unmount, the mount point's, then both
+    directories, all steps of the drive (a failed unmount skips the
+    directories' removal instead of trying an rmdir of a mount point)."""
+    old = parse_mount(C)
+    state = SharesState(drives=(old,), mounted=(("/c", old.fingerprint()),), seen=(("cifsmount", digest(C)),),
+                        made=("/C", "/c"))
+    table = ROOT + (f"30 22 0:50 / /c rw - cifs //{HOST}/c rw\n"
+                    f"31 22 0:50 / /C rw - cifs //{HOST}/c rw\n")
+    p = plan([("cifsmount", C), ("cifsumount", "/c;/C")], state, table)
+    steps = [a for a in p.actions if isinstance(a, (Unmount, RemoveDir))]
+    assert steps == [Unmount("/c", "/C"), Unmount("/c", "/c"), RemoveDir("/c", "/C"), RemoveDir("/c", "/c")]
+    assert {a.chain() for a in steps} == {"/c"}
