@@ -534,7 +534,8 @@ class ShareWatcher:
                 in_tree: Optional[Dict[str, List[str]]] = None
                 try:
                     records = self._wait(fd, watch)
-                    log.debug("watch %s: the server reported %s", printable(path), records)  # a list: repr escapes
+                    if log.isEnabledFor(logging.DEBUG):  # a list: repr escapes its names
+                        log.debug("watch %s: the server reported %s", printable(path), records)
                     named = named_files(records)
                     if self.tree:
                         in_tree = named_in_tree(records)
@@ -665,17 +666,21 @@ class ShareWatcher:
         differ = bool(files or new_dirs or gone)  # named files alone do not keep the rescans going
         counts = (self.stats.reemitted, self.stats.guest_changes, self.stats.echoes)
         files += [n for n in named if n not in files and n in after and not after[n][2]]
+        debug = log.isEnabledFor(logging.DEBUG)  # asked once: at info a file costs no formatting
         for name in files:
             if self.local.recent(path, name):
                 self.stats.guest_changes += 1
-                log.debug("watch %s: %s changed in the guest: not re-emitted", printable(path), printable(name))
+                if debug:
+                    log.debug("watch %s: %s changed in the guest: not re-emitted", printable(path), printable(name))
             elif self._emitted.get(path, {}).get(name) == after[name][:2]:
                 self.stats.echoes += 1
-                log.debug("watch %s: %s as last re-emitted %s: an echo", printable(path), printable(name),
-                          after[name][:2])
+                if debug:
+                    log.debug("watch %s: %s as last re-emitted %s: an echo", printable(path), printable(name),
+                              after[name][:2])
             else:
-                log.debug("watch %s: %s re-emitted %s (before %s)", printable(path), printable(name), after[name][:2],
-                          before.get(name))
+                if debug:
+                    log.debug("watch %s: %s re-emitted %s (before %s)", printable(path), printable(name),
+                              after[name][:2], before.get(name))
                 self._reemit(path, name, after[name][:2])
         for name in new_dirs:
             made_here = self.local.recent(path, name)
