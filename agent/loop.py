@@ -320,6 +320,9 @@ class Agent:
         return doc
 
     def write_status(self, doc: Dict[str, Any]) -> None:
+        # The newest document first: a health answer the signal handler
+        # writes the moment this write ends must carry it, not the one before.
+        self._last_doc = doc
         self._writing = True
         try:
             write_atomic(under(self.root, self.conf.status.file), status.encode(doc))
@@ -327,7 +330,6 @@ class Agent:
             log.error("cannot write status file %s: %s", self.conf.status.file, exc.strerror)
         finally:
             self._writing = False
-        self._last_doc = doc
         if self._answer_pending:  # a health request came during that write: answered now
             self._answer_pending = False
             self._write_answer()
